@@ -1,0 +1,6 @@
+"""Data sources addressed by URI (builtin:, imagefolder:, csv:, npz:) and OOD shifts (shift:)."""
+
+from .base import Dataset, ImageSpec
+from .registry import list_sources, load_data
+
+__all__ = ["Dataset", "ImageSpec", "list_sources", "load_data"]

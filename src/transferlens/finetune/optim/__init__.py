@@ -1,0 +1,1 @@
+"""Optimizers that follow the torch.optim contract."""

@@ -1,0 +1,1 @@
+"""Model-aware measures: geometric complexity and loss-surface flatness."""

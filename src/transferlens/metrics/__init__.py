@@ -1,0 +1,1 @@
+"""Pure metrics of (features, labels[, logits]): collapse, ranks, few-shot, transferability scores."""

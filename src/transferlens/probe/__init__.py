@@ -1,0 +1,1 @@
+"""Linear probes (closed-form, streaming) and tunnel analysis."""

@@ -1,0 +1,1 @@
+"""Unconstrained feature model: objectives, solver, closed-form theory, landscape."""

@@ -1,0 +1,1 @@
+"""The embedded model zoo: recipes, build with resume, registry."""

@@ -1,0 +1,35 @@
+"""Test isolation: every test session gets its own TRANSFERLENS_HOME (feature cache, zoo, memo files),
+with the extracted Debian data of the real home linked in so built-in sources keep working."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_home(tmp_path_factory: pytest.TempPathFactory):
+    from transferlens.paths import data_dir
+
+    real_data = data_dir()
+    home = tmp_path_factory.mktemp("tlhome")
+    if real_data.exists():
+        (home / "data").symlink_to(real_data, target_is_directory=True)
+    old = os.environ.get("TRANSFERLENS_HOME")
+    os.environ["TRANSFERLENS_HOME"] = str(home)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # fail fast instead of waiting on a network that is not there
+    yield home
+    if old is None:
+        os.environ.pop("TRANSFERLENS_HOME", None)
+    else:
+        os.environ["TRANSFERLENS_HOME"] = old
+
+
+@pytest.fixture
+def fresh_cache(tmp_path: Path) -> Path:
+    return tmp_path / "cache"
