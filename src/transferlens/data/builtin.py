@@ -120,8 +120,9 @@ def build_glyphs(uri: URI) -> Dataset:
     size = uri.get_int("render_size", 32, minimum=8)
     seed = uri.get_int("seed", 0)
     fonts = glyphs.font_files(family)
-    chars = glyphs.resolve_charset(charset, fonts)
-    n_classes = uri.get_int("n_classes", len(chars), minimum=2)
+    wanted = uri.get_int("n_classes", None, minimum=2)
+    chars = glyphs.resolve_charset(charset, fonts, wanted)
+    n_classes = wanted or len(chars)
     if n_classes > len(chars):
         raise DataError(f"{uri}: n_classes={n_classes} but charset {charset!r} has {len(chars)} drawable distinct characters.")
     chars = chars[:n_classes]

@@ -68,7 +68,8 @@ def fortunes_dir() -> Path:
 
 
 def digits_png() -> Path:
-    for candidate in (data_dir() / "digits.png", OPENCV_DIGITS):
+    default_home_copy = Path.home() / ".cache" / "transferlens" / "data" / "digits.png"
+    for candidate in (data_dir() / "digits.png", default_home_copy, OPENCV_DIGITS):
         if candidate.exists():
             return candidate
     raise DataError(

@@ -21,11 +21,18 @@ from ..errors import DataError, UsageError
 
 FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", str(Path.home() / ".fonts"))
 
+def _span(lo: int, hi: int, alpha_only: bool = False) -> list[str]:
+    return [chr(c) for c in range(lo, hi + 1) if not alpha_only or chr(c).isalpha()]
+
+
 _RANGES = {
-    "greek": [chr(c) for c in range(0x391, 0x3AA) if c != 0x3A2] + [chr(c) for c in range(0x3B1, 0x3CA)],
-    "cyrillic": [chr(c) for c in range(0x410, 0x450)],
+    "greek": [chr(c) for c in range(0x391, 0x3AA) if c != 0x3A2] + _span(0x3B1, 0x3C9),
+    "cyrillic": _span(0x410, 0x44F),
     "symbols": list("!#$%&*+<=>?@[]{}~^|/\\§¶©®°±µ÷×€£¥¢∞≈≠≤≥∑∏∫√∂∆∇∈∉∩∪⊂⊃⊕⊗←↑→↓↔⇒⇔♠♣♥♦★☆✓✗♪☺"),
-    "latin-ext": [chr(c) for c in range(0xC0, 0x180) if chr(c).isalpha()],
+    "latin-ext": _span(0xC0, 0x24F, alpha_only=True),
+    "ipa": _span(0x250, 0x2AF),
+    "armenian": _span(0x531, 0x556) + _span(0x561, 0x587),
+    "georgian": _span(0x10D0, 0x10FA),
 }
 
 CHARSETS = {
@@ -34,12 +41,13 @@ CHARSETS = {
     "lower": string.ascii_lowercase,
     "letters": string.ascii_letters,
     "alnum": string.digits + string.ascii_letters,
-    "greek": "".join(_RANGES["greek"]),
-    "cyrillic": "".join(_RANGES["cyrillic"]),
-    "symbols": "".join(_RANGES["symbols"]),
+    **{name: "".join(chars) for name, chars in _RANGES.items()},
+    # the zoo's pretraining pool: no digits, Greek or Cyrillic, which are kept for novel-class targets
+    "source": string.ascii_letters
+    + "".join(_RANGES["latin-ext"] + _RANGES["ipa"] + _RANGES["armenian"] + _RANGES["georgian"] + _RANGES["symbols"]),
     "all": string.digits
     + string.ascii_letters
-    + "".join(_RANGES["greek"] + _RANGES["cyrillic"] + _RANGES["symbols"] + _RANGES["latin-ext"]),
+    + "".join(sum(_RANGES.values(), [])),
 }
 
 
@@ -73,9 +81,38 @@ def _reference_render(ch: str, font_path: str, size: int = 24) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=16)
-def resolve_charset(charset: str, fonts: tuple[str, ...]) -> tuple[str, ...]:
-    """Characters of ``charset`` that every font can draw, without visual duplicates (kept in order)."""
+def resolve_charset(charset: str, fonts: tuple[str, ...], limit: int | None = None) -> tuple[str, ...]:
+    """Characters of ``charset`` that every font can draw, without visual duplicates (kept in order).
+
+    With ``limit``, stop after that many characters (the first ``limit`` are the same either way). The
+    answer depends only on the characters and the font files, so it is memoised on disk.
+    """
+    import hashlib
+    import json
+
+    from ..io import atomic_write_text
+    from ..paths import home
+    from .base import fingerprint_files
+
     chars = CHARSETS.get(charset, charset)
+    key = hashlib.sha256(f"{chars}|{fingerprint_files(list(fonts))}|v1".encode()).hexdigest()[:24]
+    full = home() / "glyph-charsets" / f"{key}.json"
+    memo = full if limit is None else full.with_name(f"{key}-{limit}.json")
+    for candidate in (full, memo):
+        try:
+            kept = tuple(json.loads(candidate.read_text(encoding="utf-8")))
+            return kept if limit is None else kept[:limit]
+        except (OSError, ValueError):
+            pass
+    kept = _resolve_charset(charset, chars, fonts, limit)
+    try:
+        atomic_write_text(memo, json.dumps(list(kept), ensure_ascii=False))
+    except Exception:  # the memo is an optimisation only
+        pass
+    return kept
+
+
+def _resolve_charset(charset: str, chars: str, fonts: tuple[str, ...], limit: int | None) -> tuple[str, ...]:
     chars = list(dict.fromkeys(chars))  # drop repeats, keep order
     missing_refs = {f: _reference_render("\uffff", f) for f in fonts}
     kept: list[str] = []
@@ -92,6 +129,8 @@ def resolve_charset(charset: str, fonts: tuple[str, ...]) -> tuple[str, ...]:
             continue  # looks the same as a character already kept
         kept.append(ch)
         kept_renders.append(sig)
+        if limit is not None and len(kept) >= limit:
+            break
     if len(kept) < 2:
         raise UsageError(f"builtin:glyphs charset {charset!r} leaves {len(kept)} drawable distinct characters; need 2+.")
     return tuple(kept)

@@ -18,11 +18,20 @@ WEIGHTS = "model.safetensors"
 
 
 def zoo_root() -> Path:
+    """Where ``transferlens zoo build`` writes: ``$TRANSFERLENS_HOME/zoo``."""
     return zoo_dir()
 
 
+def shipped_root() -> Path:
+    """Models that ship inside the package (built by the same recipes), used when not built locally."""
+    return Path(__file__).parent / "shipped"
+
+
 def model_dir(name: str) -> Path:
-    return zoo_root() / name
+    local = zoo_root() / name
+    if (local / CARD).exists() or not (shipped_root() / name / CARD).exists():
+        return local
+    return shipped_root() / name
 
 
 def read_card(name: str) -> dict:
@@ -37,7 +46,8 @@ def read_card(name: str) -> dict:
 
 
 def list_built() -> list[str]:
-    root = zoo_root()
-    if not root.is_dir():
-        return []
-    return sorted(d.name for d in root.iterdir() if (d / CARD).exists() and (d / WEIGHTS).exists())
+    names: set[str] = set()
+    for root in (zoo_root(), shipped_root()):
+        if root.is_dir():
+            names |= {d.name for d in root.iterdir() if (d / CARD).exists() and (d / WEIGHTS).exists()}
+    return sorted(names)
