@@ -8,6 +8,7 @@ from . import data_cmd, models_cmd, ufm, zoo_cmd
 from .assess_cmd import assess_cmd
 from .common import setup_logging
 from .extract_cmd import extract_cmd
+from .geometry_cmd import geometry_cmd
 
 app = typer.Typer(
     name="transferlens",
@@ -23,6 +24,7 @@ app.add_typer(zoo_cmd.app, name="zoo")
 app.command("layers")(models_cmd.layers_cmd)
 app.command("extract")(extract_cmd)
 app.command("assess")(assess_cmd)
+app.command("geometry")(geometry_cmd)
 ufm.register(app)
 
 
