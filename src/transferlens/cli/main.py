@@ -9,6 +9,7 @@ from .assess_cmd import assess_cmd
 from .common import setup_logging
 from .extract_cmd import extract_cmd
 from .geometry_cmd import geometry_cmd
+from .rank_cmd import rank_cmd
 
 app = typer.Typer(
     name="transferlens",
@@ -25,6 +26,7 @@ app.command("layers")(models_cmd.layers_cmd)
 app.command("extract")(extract_cmd)
 app.command("assess")(assess_cmd)
 app.command("geometry")(geometry_cmd)
+app.command("rank")(rank_cmd)
 ufm.register(app)
 
 

@@ -1,0 +1,78 @@
+"""``transferlens rank``."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from ..io import atomic_write_text, write_record
+from ..ranking import rank_models
+from .common import console, friendly, show_progress
+
+log = logging.getLogger("transferlens")
+
+
+def _pca(value: str | None):
+    if value is None or value == "none":
+        return None
+    if value == "auto":
+        return "auto"
+    return float(value) if "." in value else int(value)
+
+
+@friendly
+def rank_cmd(
+    data: str = typer.Option(..., "--data", "-d", help="target data URI (labelled unless --no-labels)"),
+    model: list[str] = typer.Option(..., "--model", "-m", help="candidate model URI (repeatable)"),
+    scores: str = typer.Option(None, help="comma-separated scores (default: all closed-form ones; see docs)"),
+    layer: str = typer.Option("penultimate", help="penultimate | last | a layer name"),
+    no_labels: bool = typer.Option(False, "--no-labels", help="score without target labels (label-free scores only)"),
+    pca_dim: str = typer.Option(None, help="reduce features by PCA first: an int, a variance fraction, or auto"),
+    out: Path = typer.Option(Path("transferlens-out"), "--out", "-o", help="directory for rank.json and rank.csv"),
+) -> None:
+    """Rank candidate models on a target dataset with transferability scores."""
+    record = rank_models(list(model), data, scores=scores.split(",") if scores else None, layer=layer,
+                         use_labels=not no_labels, pca_dim=_pca(pca_dim), progress=show_progress())
+    names = record["scores"]
+    table = Table(title=f"ranking on {record['data']} ({record['n_samples']} samples, {record['n_classes']} classes)")
+    table.add_column("#", justify="right")
+    table.add_column("model")
+    table.add_column("combined\nmean rank", justify="right")
+    for n in names:
+        table.add_column(n + ("*" if n in record["zoo_relative"] else ""), justify="right")
+    by_model = {r["model"]: r for r in record["models"]}
+    for i, m in enumerate(record["ranking"], 1):
+        r = by_model[m]
+        cells = [f"{r['scores'][n]:.4g}" if n in r["scores"] else "-" for n in names]
+        table.add_row(str(i), m, f"{r['combined_rank']:.2f}" if r["combined_rank"] is not None else "-", *cells)
+    for r in record["models"]:
+        if r["error"]:
+            table.add_row("!", r["model"], "[red]failed[/]", *([""] * len(names)))
+    console.print(table)
+    if record["zoo_relative"]:
+        console.print("* zoo-relative: only meaningful compared across these models.")
+    n_warn = 0
+    for r in record["models"]:
+        if r["error"]:
+            console.print(f"[red]{r['model']}[/]: {r['error']}")
+        for n, msgs in r["warnings"].items():
+            for msg in msgs:
+                n_warn += 1
+                log.debug("%s %s: %s", r["model"], n, msg)
+    if n_warn:
+        console.print(f"[yellow]{n_warn} reliability warning(s)[/] (e.g. N <= D): see rank.json, or run `transferlens -v rank ...`.")
+    console.print(f"recommended: [bold]{record['recommended']}[/] (mean rank over {', '.join(record['combined']['scores'])})")
+    write_record(out / "rank.json", "rank", record)
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["model", "layer", "combined_rank", *names, *[f"seconds_{n}" for n in names], "error"])
+    for r in record["models"]:
+        w.writerow([r["model"], r["layer"], r["combined_rank"], *[r["scores"].get(n, "") for n in names],
+                    *[r["seconds"].get(n, "") for n in names], r["error"] or ""])
+    atomic_write_text(out / "rank.csv", buf.getvalue())
+    console.print(f"records: {out / 'rank.json'}, {out / 'rank.csv'}")

@@ -1,0 +1,128 @@
+"""``rank_models``: score candidate models on a target dataset and rank them.
+
+For each model: extract (cached) the features of the chosen layer (default: the penultimate layer, i.e.
+the embedding before the classifier) and, when the model has a source classifier head, its logits for
+the scores that need source probabilities (LEEP, NCE); compute every requested score; normalise the
+zoo-relative scores (NCTI, ETran) across the models; rank the models by each score.
+
+The combined recommendation is the mean rank (a Borda count) over ``COMBINED_SCORES``. Mean ranks are
+scale-free, so scores with different units combine without tuning. This default is provisional: the
+zoo benchmark (``transferlens bench scores``) is what should choose it, picked on half of the targets
+and reported on the other half.
+
+A model that cannot be loaded, or a score that fails on it, is recorded with its error and the others
+go on.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+from scipy.special import softmax
+from scipy.stats import rankdata
+
+from .data import load_data
+from .errors import TransferLensError, UsageError
+from .features import extract
+from .metrics.scores import compute_score, get_score, list_scores, zoo_normalise
+from .models import resolve_model
+
+DEFAULT_SCORES = ("logme", "leep", "nce", "h_score", "shrinkage_h_score", "gbc", "transrate", "sfda", "ncti", "etran", "knn_accuracy")
+COMBINED_SCORES = ("logme", "shrinkage_h_score", "gbc", "knn_accuracy")
+_HEAD_NAMES = {"fc", "head", "classifier"}
+
+
+def is_logits_layer(name: str) -> bool:
+    """Whether a layer name is a classifier head (timm/torchvision ``fc``/``head``/``classifier``, zoo ``head``)."""
+    parts = name.split(".")
+    return parts[-1] in _HEAD_NAMES or parts[0] == "classifier"
+
+
+def rank_models(models: list[str], data: str, *, scores: list[str] | None = None, layer: str = "penultimate",
+                use_labels: bool = True, pca_dim: Any = None, pool: str = "auto", progress: bool = False) -> dict:
+    """Score and rank ``models`` on ``data``; returns a record-ready dict (see ``schemas/rank.schema.json``)."""
+    if len(models) < 1:
+        raise UsageError("rank needs at least one --model.")
+    if len(set(models)) != len(models):
+        raise UsageError("rank got the same --model twice.")
+    names = list(scores) if scores else (list(DEFAULT_SCORES) if use_labels else list_scores(label_free=True))
+    for name in names:
+        info = get_score(name)
+        if not use_labels and info.needs_labels:
+            raise UsageError(f"score {name!r} needs labels; without labels use {', '.join(list_scores(label_free=True))}.")
+    dataset = load_data(data)
+    rows: list[dict] = []
+    raw: dict[str, dict[str, Any]] = {}
+    for model in models:
+        row: dict[str, Any] = {"model": model, "error": None, "layer": None, "scores": {}, "warnings": {}, "seconds": {}}
+        rows.append(row)
+        t0 = time.perf_counter()
+        try:
+            ref = resolve_model(model)
+            fs = extract(ref, dataset, f"{layer},last" if ref.kind == "image" else layer, pool=pool, progress=progress)
+        except TransferLensError as exc:
+            row["error"] = str(exc)
+            continue
+        feat_layer = fs.layers[0]
+        row["layer"] = feat_layer
+        row["dim"] = int(fs[feat_layer].shape[1])
+        row["seconds"]["extract"] = round(time.perf_counter() - t0, 3)
+        logits_layer = fs.layers[-1] if len(fs.layers) > 1 and is_logits_layer(fs.layers[-1]) else None
+        source_probs = softmax(fs[logits_layer].astype(np.float64), axis=1) if logits_layer else None
+        raw[model] = {}
+        for name in names:
+            info = get_score(name)
+            if info.needs_source_probs and source_probs is None:
+                row["warnings"][name] = ["skipped: the model has no source classifier head"]
+                continue
+            try:
+                res = compute_score(name, fs[feat_layer] if info.uses_features else None,
+                                    fs.labels if use_labels else None, source_probs=source_probs,
+                                    pca_dim=pca_dim if info.uses_features else None)
+            except TransferLensError as exc:
+                row["warnings"][name] = [f"failed: {exc}"]
+                continue
+            raw[model][name] = res
+            row["scores"][name] = res.value
+            row["seconds"][name] = round(res.seconds, 4)
+            kept = [w for w in res.warnings if not (info.zoo_relative and "zoo-relative" in w)]  # normalised below
+            if kept:
+                row["warnings"][name] = kept
+    # zoo-relative scores: combine across the models that have them
+    for name in names:
+        have = [m for m in raw if name in raw[m]]
+        if have and get_score(name).zoo_relative:
+            values = zoo_normalise(name, [raw[m][name] for m in have])
+            for m, v in zip(have, values):
+                next(r for r in rows if r["model"] == m)["scores"][name] = float(v)
+    _add_ranks(rows, names)
+    ok = [r for r in rows if r["error"] is None]
+    ranked = sorted(ok, key=lambda r: (r.get("combined_rank") is None, r.get("combined_rank") or 0.0))
+    return {
+        "data": dataset.uri, "n_samples": len(dataset), "n_classes": dataset.n_classes, "layer_request": layer,
+        "pool": pool, "labels_used": use_labels, "pca_dim": pca_dim, "scores": names,
+        "combined": {"method": "mean rank (Borda) over scores", "scores": [s for s in COMBINED_SCORES if s in names] or names},
+        "zoo_relative": [n for n in names if get_score(n).zoo_relative],
+        "higher_is_better": {n: get_score(n).higher_is_better for n in names},
+        "ranking": [r["model"] for r in ranked], "recommended": ranked[0]["model"] if ranked else None,
+        "models": rows,
+    }
+
+
+def _add_ranks(rows: list[dict], names: list[str]) -> None:
+    """Per-score ranks (1 = best) among the models that have the score, and the combined mean rank."""
+    for name in names:
+        have = [r for r in rows if name in r["scores"] and np.isfinite(r["scores"][name])]
+        if not have:
+            continue
+        sign = -1.0 if get_score(name).higher_is_better else 1.0
+        ranks = rankdata([sign * r["scores"][name] for r in have], method="average")
+        for r, k in zip(have, ranks):
+            r.setdefault("ranks", {})[name] = float(k)
+    combined = [s for s in COMBINED_SCORES if s in names] or names
+    for r in rows:
+        got = [r.get("ranks", {}).get(s) for s in combined]
+        got = [g for g in got if g is not None]
+        r["combined_rank"] = float(np.mean(got)) if got else None
