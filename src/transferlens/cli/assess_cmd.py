@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from ..assess import DEFAULT_DATA, DEFAULT_MODELS, assess
+from ..defaults import DEFAULT_DATA, DEFAULT_MODELS
 from .common import console, friendly, show_progress
 
 
@@ -20,6 +20,8 @@ def assess_cmd(
     pool: str = typer.Option("auto", help="pooling inside the hooks"),
 ) -> None:
     """Assess candidate models on a target dataset. With no arguments: the embedded default."""
+    from ..assess import assess
+
     record = assess(model or None, data, out, layers=layers, pool=pool, progress=show_progress())
     console.print(f"[bold]{record['data']}[/]: {record['n_samples']} samples, {record['n_classes']} classes, chance {record['chance_accuracy']:.3f}")
     for res in record["models"]:

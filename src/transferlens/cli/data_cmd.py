@@ -8,7 +8,6 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from ..data import ImageSpec, list_sources, load_data
 from .common import console, friendly
 
 app = typer.Typer(help="Data sources: list them, or show what a URI selects.", no_args_is_help=True)
@@ -18,6 +17,8 @@ app = typer.Typer(help="Data sources: list them, or show what a URI selects.", n
 @friendly
 def list_cmd() -> None:
     """List the data sources, and whether the built-in ones are available on this machine."""
+    from ..data import list_sources
+
     table = Table(title="data sources", show_lines=False)
     for col in ("uri", "kind", "available", "description"):
         table.add_column(col, overflow="fold")
@@ -35,6 +36,8 @@ def show_cmd(
     size: int = typer.Option(32, help="image size for the grid"),
 ) -> None:
     """Summarise a data URI: kind, size, classes and their counts; optionally a PNG grid of samples."""
+    from ..data import ImageSpec, load_data
+
     data = load_data(uri)
     counts = data.class_counts()
     console.print(f"[bold]{data.uri}[/]: {data.kind}, {len(data)} samples, {data.n_classes} classes")

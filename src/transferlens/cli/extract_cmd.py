@@ -9,7 +9,6 @@ import typer
 from rich.table import Table
 
 from ..errors import UsageError
-from ..features import extract
 from ..io import atomic_write
 from .common import console, friendly, show_progress
 
@@ -28,6 +27,8 @@ def extract_cmd(
     """Extract features of every requested layer in one forward pass per batch (cached)."""
     if out is not None and out.suffix not in (".safetensors", ".npz"):
         raise UsageError(f"--out must end in .safetensors or .npz, got {out.name!r}.")
+    from ..features import extract
+
     fs = extract(model, data, layers, pool=pool, size=size, batch_size=batch_size, cache=not no_cache, progress=show_progress())
     table = Table(title=f"{fs.n_samples} samples, {len(fs.class_names)} classes ({fs.provenance.get('cache', 'no cache')})")
     table.add_column("layer")

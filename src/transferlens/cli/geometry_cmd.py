@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from ..geometry.report import geometry_report
 from ..io import write_record
 from .common import console, friendly, show_progress
 
@@ -28,6 +27,8 @@ def geometry_cmd(
     out: Path = typer.Option(Path("transferlens-out"), "--out", "-o", help="directory for geometry.json"),
 ) -> None:
     """Neural collapse, ranks, few-shot NCC accuracy and geometric complexity of every layer."""
+    from ..geometry.report import geometry_report
+
     record = geometry_report(model, data, layers, pool=pool, n_way=ways, k_shot=shots, n_episodes=episodes,
                              gc_samples=gc_samples, gc_probes=gc_probes, seed=seed, size=size, progress=show_progress())
     table = Table(title=f"geometry of {record['model']} on {record['data']} ({record['n_samples']} samples, {record['n_classes']} classes)")

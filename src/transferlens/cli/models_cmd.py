@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import torch
 import typer
 from rich.table import Table
 
-from ..models import list_model_sources, resolve_model
-from ..models.taps import check_pool, pool_output
 from .common import console, friendly
 
 app = typer.Typer(help="Model sources.", no_args_is_help=True)
@@ -17,6 +14,8 @@ app = typer.Typer(help="Model sources.", no_args_is_help=True)
 @friendly
 def list_cmd() -> None:
     """List the model URI schemes and the models available offline on this machine."""
+    from ..models import list_model_sources
+
     table = Table(title="model sources")
     table.add_column("uri", overflow="fold")
     table.add_column("description", overflow="fold")
@@ -33,7 +32,11 @@ def layers_cmd(
     size: int = typer.Option(None, help="input resolution for image models"),
 ) -> None:
     """List the tappable layers of MODEL with their output shapes and pooled dimensions."""
+    import torch
+
     from ..features import _load_with_size
+    from ..models import resolve_model
+    from ..models.taps import check_pool, pool_output
 
     check_pool(pool)
     ref = resolve_model(model)

@@ -11,7 +11,6 @@ import typer
 from rich.table import Table
 
 from ..io import atomic_write_text, write_record
-from ..ranking import rank_models
 from .common import console, friendly, show_progress
 
 log = logging.getLogger("transferlens")
@@ -36,6 +35,8 @@ def rank_cmd(
     out: Path = typer.Option(Path("transferlens-out"), "--out", "-o", help="directory for rank.json and rank.csv"),
 ) -> None:
     """Rank candidate models on a target dataset with transferability scores."""
+    from ..ranking import rank_models
+
     record = rank_models(list(model), data, scores=scores.split(",") if scores else None, layer=layer,
                          use_labels=not no_labels, pca_dim=_pca(pca_dim), progress=show_progress())
     names = record["scores"]

@@ -95,10 +95,9 @@ def _first_line(exc: BaseException, limit: int = 160) -> str:
 
 
 def _versions() -> str:
-    import timm
-    import torchvision
+    from importlib.metadata import version
 
-    return f"torch={torch.__version__},timm={timm.__version__},tv={torchvision.__version__}"
+    return f"torch={torch.__version__},timm={version('timm')},tv={version('torchvision')}"
 
 
 def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
@@ -235,9 +234,9 @@ def resolve_hf(uri: URI, sentence_transformers: bool = False) -> ModelRef:
     pretrained = uri.get_bool("pretrained", True)
     seed = uri.get_int("seed", 0)
     max_length = uri.get_int("max_length", 256, minimum=8)
-    import transformers
+    from importlib.metadata import version
 
-    base = f"{uri.canonical()}|transformers={transformers.__version__}|torch={torch.__version__}"
+    base = f"{uri.canonical()}|transformers={version('transformers')}|torch={torch.__version__}"
     identity = base + (f"|dir={dir_digest(local)}" if local is not None and local.is_dir() else "")
 
     def load() -> Any:
