@@ -139,20 +139,29 @@ def _image_params(uri: URI) -> tuple[bool, int, int | None, int, Path | None]:
     return pretrained, uri.get_int("seed", 0), uri.get_int("size", None, minimum=8), channels, weights
 
 
-def resolve_timm(uri: URI) -> ModelRef:
+def _check_timm_name(name: str) -> None:
     import timm
 
-    name = uri.path
     if not timm.is_model(name):
         import difflib
 
         close = difflib.get_close_matches(name, timm.list_models(), n=3)
         raise UsageError(f"timm has no model {name!r}." + (f" Did you mean {', '.join(close)}?" if close else "") + " See `timm.list_models()`.")
+
+
+def resolve_timm(uri: URI) -> ModelRef:
+    """Resolve without importing timm (slow to import): the name is checked when the model is loaded,
+    which happens before any work on a cache miss; a cache hit implies an earlier successful load."""
+    name = uri.path
     pretrained, seed, size, channels, weights = _image_params(uri)
     identity = f"{uri.canonical()}|{_versions()}" + (f"|weights={file_digest(weights)}" if weights else "")
 
     def load() -> Any:
+        import timm
+
         from .adapters import HookedImageModel
+
+        _check_timm_name(name)
 
         cfg = timm.get_pretrained_cfg(name)
         cfg = cfg.to_dict() if cfg is not None else {}
