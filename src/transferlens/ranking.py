@@ -29,6 +29,7 @@ from .features import extract
 from .metrics.scores import compute_score, get_score, list_scores, zoo_normalise
 from .models import resolve_model
 
+RELATEDNESS_SCORES = ("task_relatedness", "task_relatedness_label_free")  # lower is better; need a reference task
 DEFAULT_SCORES = ("logme", "leep", "nce", "h_score", "shrinkage_h_score", "gbc", "transrate", "sfda", "ncti", "etran", "knn_accuracy")
 COMBINED_SCORES = ("logme", "shrinkage_h_score", "gbc", "knn_accuracy")
 _HEAD_NAMES = {"fc", "head", "classifier"}
@@ -40,15 +41,74 @@ def is_logits_layer(name: str) -> bool:
     return parts[-1] in _HEAD_NAMES or parts[0] == "classifier"
 
 
+def _higher_is_better(name: str) -> bool:
+    return False if name in RELATEDNESS_SCORES else get_score(name).higher_is_better
+
+
+def _zoo_relative(name: str) -> bool:
+    return False if name in RELATEDNESS_SCORES else get_score(name).zoo_relative
+
+
+def reference_task(model: str, reference_data: str | None, max_samples: int = 2000) -> tuple[str, Any]:
+    """The reference data URI and head ``(W, b)`` for task-relatedness.
+
+    Zoo models carry both: the source task of their model card (subsampled to about ``max_samples``) and
+    their own classifier head. Other models need ``reference_data`` (a labelled URI); their head is then
+    retrained on it by the method itself.
+    """
+    from .uri import parse_uri
+
+    ref = resolve_model(model)
+    card = ref.info.get("card")
+    if reference_data is None and card is None:
+        raise UsageError(f"task-relatedness needs a reference task for {model}: pass --reference-data (only zoo models carry their source data).")
+    head = None
+    if card is not None:
+        module = ref.load().module
+        linear = getattr(module, "head", None)
+        if linear is not None and hasattr(linear, "weight"):
+            head = (linear.weight.detach().double().numpy(), linear.bias.detach().double().numpy())
+        if reference_data is None:
+            uri = parse_uri(card["source"]["uri"])
+            k = int(card["source"]["n_classes"])
+            available = (int(card["source"]["n_train"]) + int(card["source"]["n_val"])) // k
+            per_class = max(2, min(max_samples // k, available))
+            params = {**uri.params, "n_per_class": str(per_class)}
+            reference_data = type(uri)(uri.scheme, uri.path, params).canonical()
+    return reference_data, head
+
+
+def _relatedness(model: str, ref: Any, feat_layer: str, fs: Any, use_labels: bool, label_free: bool,
+                 reference_data: str | None, pool: str, seed: int) -> tuple[float, dict]:
+    from .metrics.relatedness import task_relatedness
+
+    ref_uri, head = reference_task(model, reference_data)
+    ref_fs = extract(ref, ref_uri, feat_layer, pool=pool)
+    result = task_relatedness(ref_fs[feat_layer], ref_fs.labels, fs[feat_layer], None if label_free or not use_labels else fs.labels,
+                              reference_head=head, seed=seed)
+    record = result.as_record()
+    record["reference_data"] = ref_uri
+    return float(result.terms.bound), record
+
+
 def rank_models(models: list[str], data: str, *, scores: list[str] | None = None, layer: str = "penultimate",
-                use_labels: bool = True, pca_dim: Any = None, pool: str = "auto", progress: bool = False) -> dict:
-    """Score and rank ``models`` on ``data``; returns a record-ready dict (see ``schemas/rank.schema.json``)."""
+                use_labels: bool = True, pca_dim: Any = None, pool: str = "auto", progress: bool = False,
+                reference_data: str | None = None, seed: int = 0) -> dict:
+    """Score and rank ``models`` on ``data``; returns a record-ready dict (see ``schemas/rank.schema.json``).
+
+    ``scores`` may include ``task_relatedness`` / ``task_relatedness_label_free`` (the bound; lower is
+    better), which need a reference task: zoo models bring theirs, others need ``reference_data``.
+    """
     if len(models) < 1:
         raise UsageError("rank needs at least one --model.")
     if len(set(models)) != len(models):
         raise UsageError("rank got the same --model twice.")
     names = list(scores) if scores else (list(DEFAULT_SCORES) if use_labels else list_scores(label_free=True))
     for name in names:
+        if name in RELATEDNESS_SCORES:
+            if name == "task_relatedness" and not use_labels:
+                raise UsageError("task_relatedness needs labels; without labels use task_relatedness_label_free.")
+            continue
         info = get_score(name)
         if not use_labels and info.needs_labels:
             raise UsageError(f"score {name!r} needs labels; without labels use {', '.join(list_scores(label_free=True))}.")
@@ -73,6 +133,18 @@ def rank_models(models: list[str], data: str, *, scores: list[str] | None = None
         source_probs = softmax(fs[logits_layer].astype(np.float64), axis=1) if logits_layer else None
         raw[model] = {}
         for name in names:
+            if name in RELATEDNESS_SCORES:
+                try:
+                    value, detail = _relatedness(model, ref, feat_layer, fs, use_labels, name.endswith("label_free"), reference_data, pool, seed)
+                except TransferLensError as exc:
+                    row["warnings"][name] = [f"failed: {exc}"]
+                    continue
+                row["scores"][name] = value
+                row["seconds"][name] = round(float(detail.get("seconds") or 0.0), 3)
+                row.setdefault("relatedness", {})[name] = {k: detail[k] for k in detail if k not in ("B", "D", "head_candidates")}
+                if detail.get("warnings"):
+                    row["warnings"][name] = list(detail["warnings"])
+                continue
             info = get_score(name)
             if info.needs_source_probs and source_probs is None:
                 row["warnings"][name] = ["skipped: the model has no source classifier head"]
@@ -93,7 +165,7 @@ def rank_models(models: list[str], data: str, *, scores: list[str] | None = None
     # zoo-relative scores: combine across the models that have them
     for name in names:
         have = [m for m in raw if name in raw[m]]
-        if have and get_score(name).zoo_relative:
+        if have and _zoo_relative(name):
             values = zoo_normalise(name, [raw[m][name] for m in have])
             for m, v in zip(have, values):
                 next(r for r in rows if r["model"] == m)["scores"][name] = float(v)
@@ -104,8 +176,8 @@ def rank_models(models: list[str], data: str, *, scores: list[str] | None = None
         "data": dataset.uri, "n_samples": len(dataset), "n_classes": dataset.n_classes, "layer_request": layer,
         "pool": pool, "labels_used": use_labels, "pca_dim": pca_dim, "scores": names,
         "combined": {"method": "mean rank (Borda) over scores", "scores": [s for s in COMBINED_SCORES if s in names] or names},
-        "zoo_relative": [n for n in names if get_score(n).zoo_relative],
-        "higher_is_better": {n: get_score(n).higher_is_better for n in names},
+        "zoo_relative": [n for n in names if _zoo_relative(n)],
+        "higher_is_better": {n: _higher_is_better(n) for n in names},
         "ranking": [r["model"] for r in ranked], "recommended": ranked[0]["model"] if ranked else None,
         "models": rows,
     }
@@ -117,7 +189,7 @@ def _add_ranks(rows: list[dict], names: list[str]) -> None:
         have = [r for r in rows if name in r["scores"] and np.isfinite(r["scores"][name])]
         if not have:
             continue
-        sign = -1.0 if get_score(name).higher_is_better else 1.0
+        sign = -1.0 if _higher_is_better(name) else 1.0
         ranks = rankdata([sign * r["scores"][name] for r in have], method="average")
         for r, k in zip(have, ranks):
             r.setdefault("ranks", {})[name] = float(k)

@@ -63,3 +63,37 @@ def test_logits_layer_names():
 def test_duplicate_models_refused():
     with pytest.raises(UsageError, match="twice"):
         rank_models([MODELS[0], MODELS[0]], DATA)
+
+
+@pytest.fixture(scope="module")
+def tiny_zoo(tmp_path_factory):
+    import os
+
+    from transferlens.zoo.build import build_zoo
+
+    home = tmp_path_factory.mktemp("zoohome")
+    old = os.environ["TRANSFERLENS_HOME"]
+    os.environ["TRANSFERLENS_HOME"] = str(home)
+    (home / "data").symlink_to(os.path.join(old, "data"), target_is_directory=True) if os.path.exists(os.path.join(old, "data")) else None
+    build_zoo(tiny=True)
+    yield ["zoo:tiny-vgg", "zoo:tiny-mlp", "zoo:tiny-resnet"]
+    os.environ["TRANSFERLENS_HOME"] = old
+
+
+def test_task_relatedness_in_rank_uses_the_zoo_source_task(tiny_zoo):
+    from transferlens.ranking import reference_task
+
+    uri, head = reference_task("zoo:tiny-vgg", None)
+    assert "charset=source" in uri and "n_per_class=" in uri and head[0].shape == (10, 16)
+    record = rank_models(tiny_zoo[:2], DATA, scores=["logme", "task_relatedness", "task_relatedness_label_free"])
+    for row in record["models"]:
+        assert row["error"] is None, row["error"]
+        for name in ("task_relatedness", "task_relatedness_label_free"):
+            assert np.isfinite(row["scores"][name]) and row["scores"][name] > 0
+            detail = row["relatedness"][name]
+            assert detail["reference_data"] == reference_task(row["model"], None)[0]
+            total = detail["reference_loss"] + detail["label_mismatch"] + detail["distribution_mismatch"]
+            assert abs(total - row["scores"][name]) < 1e-6 * max(1.0, abs(total))
+    assert record["higher_is_better"]["task_relatedness"] is False
+    with pytest.raises(UsageError, match="reference"):
+        reference_task("timm:resnet18?pretrained=false&size=16", None)

@@ -32,13 +32,16 @@ def rank_cmd(
     layer: str = typer.Option("penultimate", help="penultimate | last | a layer name"),
     no_labels: bool = typer.Option(False, "--no-labels", help="score without target labels (label-free scores only)"),
     pca_dim: str = typer.Option(None, help="reduce features by PCA first: an int, a variance fraction, or auto"),
+    reference_data: str = typer.Option(None, help="labelled reference task for task_relatedness (zoo models bring their own)"),
+    seed: int = typer.Option(0, help="seed of the stochastic scores"),
     out: Path = typer.Option(Path("transferlens-out"), "--out", "-o", help="directory for rank.json and rank.csv"),
 ) -> None:
     """Rank candidate models on a target dataset with transferability scores."""
     from ..ranking import rank_models
 
     record = rank_models(list(model), data, scores=scores.split(",") if scores else None, layer=layer,
-                         use_labels=not no_labels, pca_dim=_pca(pca_dim), progress=show_progress())
+                         use_labels=not no_labels, pca_dim=_pca(pca_dim), progress=show_progress(),
+                         reference_data=reference_data, seed=seed)
     names = record["scores"]
     table = Table(title=f"ranking on {record['data']} ({record['n_samples']} samples, {record['n_classes']} classes)")
     table.add_column("#", justify="right")
