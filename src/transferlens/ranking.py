@@ -17,6 +17,7 @@ go on.
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -84,9 +85,12 @@ def _relatedness(model: str, ref: Any, feat_layer: str, fs: Any, use_labels: boo
 
     ref_uri, head = reference_task(model, reference_data)
     ref_fs = extract(ref, ref_uri, feat_layer, pool=pool)
-    result = task_relatedness(ref_fs[feat_layer], ref_fs.labels, fs[feat_layer], None if label_free or not use_labels else fs.labels,
-                              reference_head=head, seed=seed)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = task_relatedness(ref_fs[feat_layer], ref_fs.labels, fs[feat_layer],
+                                  None if label_free or not use_labels else fs.labels, reference_head=head, seed=seed)
     record = result.as_record()
+    record["warnings"] = sorted(set(record.get("warnings") or []) | {str(w.message) for w in caught})
     record["reference_data"] = ref_uri
     return float(result.terms.bound), record
 
