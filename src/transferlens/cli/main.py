@@ -9,6 +9,7 @@ from .assess_cmd import assess_cmd
 from .common import setup_logging
 from .extract_cmd import extract_cmd
 from .geometry_cmd import geometry_cmd
+from .probe_cmd import probe_cmd
 from .rank_cmd import rank_cmd
 
 app = typer.Typer(
@@ -27,6 +28,7 @@ app.command("extract")(extract_cmd)
 app.command("assess")(assess_cmd)
 app.command("geometry")(geometry_cmd)
 app.command("rank")(rank_cmd)
+app.command("probe")(probe_cmd)
 ufm.register(app)
 
 

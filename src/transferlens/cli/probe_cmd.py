@@ -9,9 +9,9 @@ import typer
 from rich.table import Table
 
 from ..errors import UsageError
-from ..io import write_record
-from ..probe.analysis import PROBES, probe_layers
 from .common import console, friendly, show_progress
+
+PROBES = ("ridge", "lda", "logistic", "adamw")  # = transferlens.probe.analysis.PROBES (not imported: keeps start-up fast)
 
 
 def _fmt(v: float | None, spec: str = ".3f") -> str:
@@ -37,6 +37,9 @@ def probe_cmd(
     no_cache: bool = typer.Option(False, "--no-cache", help="recompute features even if cached"),
 ) -> None:
     """Probe every layer on ID and OOD data: accuracies, % OOD retained, Pearson, alignment, tunnel, rank, NC1."""
+    from ..io import write_record
+    from ..probe.analysis import probe_layers
+
     if probe not in PROBES:
         raise UsageError(f"--probe must be one of {', '.join(PROBES)}, got {probe!r}.")
     if not 0 < test_fraction < 1 or not 0 < val_fraction < 1:
