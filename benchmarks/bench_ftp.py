@@ -10,7 +10,7 @@ Measures, on torchvision resnet18 (random init, 10 classes) at 32x32 with batch 
 
 The reference file is only read from a local copy and run side by side; it is never copied into this
 repository.  Pass ``--reference /path/to/FTP.py``; by default the script looks for the fetched mirror
-``/work/.mirror/GT-RIPL+FTP/repo`` and extracts ``util/FTP.py`` to a temporary directory with ``git show``.
+the git directory named by ``$FTP_REFERENCE_REPO`` (a local clone of GT-RIPL/FTP) and extracts ``util/FTP.py`` to a temporary directory with ``git show``.
 
 Run:  .venv/bin/python benchmarks/bench_ftp.py [--steps 30] [--reference PATH]
 """
@@ -36,7 +36,7 @@ from torch import nn
 
 from transferlens.finetune.optim import FTPAdamW
 
-MIRROR = Path("/work/.mirror/GT-RIPL+FTP/repo")
+MIRROR = Path(os.environ.get("FTP_REFERENCE_REPO", "FTP-reference-repo-not-set"))
 HEAD = ["fc.weight", "fc.bias"]
 LR, WD = 1e-3, 0.05
 
