@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from transferlens.errors import InputError, UsageError
-from transferlens.finetune.optim.ftp import normalize_param_name, split_excluded
+from transferlens.finetune.optim.ftp import normalize_param_name, split_trainable
 
 __all__ = ["L2SP"]
 
@@ -51,14 +51,7 @@ class L2SP(nn.Module):
         super().__init__()
         if not (float(alpha) >= 0 and float(beta) >= 0):
             raise UsageError(f"L2-SP weights must be >= 0, got alpha={alpha}, beta={beta}")
-        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-        if not named:
-            raise InputError("the model has no trainable parameters; unfreeze the layers to fine-tune")
-        excl = list(head) if not isinstance(head, str | Tensor) else [head]
-        flags, hit = split_excluded(named, excl)
-        missing = [e if isinstance(e, str) else "<tensor>" for i, e in enumerate(excl) if i not in hit]
-        if missing:
-            raise InputError(f"L2-SP head entries {missing} match no trainable parameter of the model")
+        named, flags = split_trainable(model, head, "L2-SP head")
         src = {normalize_param_name(k): v for k, v in anchors.items()} if anchors is not None else None
         self.alpha, self.beta = float(alpha), float(beta)
         self.backbone: list[Tensor] = []

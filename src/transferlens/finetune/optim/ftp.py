@@ -88,6 +88,21 @@ def _name_matches(name: str, pattern: str) -> bool:
     return name == pattern
 
 
+def split_trainable(model: nn.Module, entries: Any, what: str) -> tuple[list[tuple[str, Tensor]], list[bool]]:
+    """Trainable ``(name, parameter)`` pairs of ``model`` and, for each, whether ``entries`` (names,
+    patterns or tensors; one or many) select it. Raises InputError for a model with nothing trainable or
+    an entry that selects nothing (``what`` names the entries in the message, e.g. "L2-SP head")."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not named:
+        raise InputError("the model has no trainable parameters; unfreeze the layers to fine-tune")
+    listed = list(entries) if not isinstance(entries, str | Tensor) else [entries]
+    flags, hit = split_excluded(named, listed)
+    missing = [e if isinstance(e, str) else "<tensor>" for i, e in enumerate(listed) if i not in hit]
+    if missing:
+        raise InputError(f"{what} entries {missing} match no trainable parameter of the model")
+    return named, flags
+
+
 def split_excluded(
     named_params: Sequence[tuple[str | None, Tensor]],
     exclude: Sequence[str | Tensor] = (),

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from transferlens.errors import InputError, UsageError
-from transferlens.finetune.optim.ftp import normalize_param_name, row_l1, split_excluded
+from transferlens.finetune.optim.ftp import normalize_param_name, row_l1, split_trainable
 
 __all__ = ["TPGM"]
 
@@ -78,14 +78,7 @@ class TPGM(nn.Module):
             raise UsageError(f"TPGM norm must be 'mars' or 'l2', got {norm!r}")
         if not float(lr) > 0:
             raise UsageError(f"TPGM learning rate must be > 0, got {lr}")
-        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-        if not named:
-            raise InputError("the model has no trainable parameters; unfreeze the layers to fine-tune")
-        excl = list(exclude) if not isinstance(exclude, str | Tensor) else [exclude]
-        flags, hit = split_excluded(named, excl)
-        missing = [e if isinstance(e, str) else "<tensor>" for i, e in enumerate(excl) if i not in hit]
-        if missing:
-            raise InputError(f"TPGM exclude entries {missing} match no trainable parameter of the model")
+        named, flags = split_trainable(model, exclude, "TPGM exclude")
         src = {normalize_param_name(k): v for k, v in anchors.items()} if anchors is not None else None
         self.__dict__["_model"] = model  # plain reference: not a submodule, not in state_dict
         self.names: list[str] = []
