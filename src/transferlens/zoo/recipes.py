@@ -8,7 +8,7 @@ papers name actually vary across the zoo:
 - training resolution (16 vs 32) and augmentation on / off;
 - source diversity: 10, 50 and 500 glyph classes at a fixed image budget; Fashion-MNIST (6 classes)
   instead of glyphs;
-- learning rate, batch size, weight decay (which move geometric complexity).
+- learning rate, batch size, weight decay and the geometric-complexity regulariser (which move GC).
 
 Sources never contain the target classes of :mod:`transferlens.zoo.targets`: glyph sources draw from the
 ``source`` charset (Latin, extended Latin, IPA, Armenian, Georgian, symbols: no digits, Greek or
@@ -33,7 +33,7 @@ class Recipe:
     source: str = "glyphs-50"
     size: int = 32
     augment: bool = True
-    epochs: int = 6
+    epochs: int = 12
     lr: float = 2e-3
     batch_size: int = 128
     weight_decay: float = 5e-4
@@ -92,6 +92,8 @@ RECIPES: dict[str, Recipe] = {
         _variant("vgg-g50-lr-high", "learning rate x4", lr=8e-3),
         _variant("vgg-g50-bs32", "batch size 32", batch_size=32),
         _variant("vgg-g50-wd-high", "weight decay 5e-2", weight_decay=5e-2),
+        _variant("vgg-g50-gc-low", "GC regulariser, lambda 1e-3", gc_lambda=1e-3),
+        _variant("vgg-g50-gc-high", "GC regulariser, lambda 1e-2", gc_lambda=1e-2),
         _variant("resnet-g50", "CIFAR-style ResNet, one block per stage", arch="resnet", arch_kwargs={"widths": [16, 32, 64], "blocks": 1}),
         _variant("resnet-fashion6", "ResNet on Fashion-MNIST classes 0-5", arch="resnet", arch_kwargs={"widths": [16, 32, 64], "blocks": 1}, source="fashion-6"),
         _variant("vit-g50", "small ViT (patch 4, dim 64, depth 4)", arch="vit", arch_kwargs={"patch": 4, "dim": 64, "depth": 4, "heads": 4}),

@@ -2,6 +2,8 @@
 
 Training: AdamW, cosine learning-rate schedule with one warm-up epoch, label smoothing; augmentation is
 a random translation (±12.5 % of the side) and rotation (±10°) applied to the whole batch on the fly.
+Recipes with ``gc_lambda > 0`` add ``gc_lambda · GĈ(model, x)`` (Hutchinson, one Rademacher probe, on a
+sub-batch) to the loss: the geometric-complexity regulariser of Dherin et al. / Munn et al.
 Every epoch writes a checkpoint (model, optimizer, scheduler, RNG and curve) into ``NAME.partial/``;
 a restarted build continues from the last finished epoch. The finished model is written as
 ``model.safetensors`` + ``card.json`` and the folder is renamed into place in one step.
@@ -25,10 +27,13 @@ from .. import __version__
 from ..data import ImageSpec, load_data
 from ..data.base import stratified_split
 from ..io import atomic_write_text
+from ..geometry.complexity import GCRegularizer
 from .archs import build_arch
 from .recipes import Recipe
 
 MEAN, STD = 0.5, 0.5
+# The GC penalty (gc_lambda > 0) is estimated on the first GC_SUBBATCH images of each batch (1 probe).
+GC_SUBBATCH = 32
 
 
 def source_tensors(recipe: Recipe) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
@@ -79,6 +84,7 @@ def train_recipe(recipe: Recipe, dest: Path, progress: Callable[[str, float], No
     warm = min(steps_per_epoch, total)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
     gen = torch.Generator().manual_seed(recipe.seed)
+    gc_reg = GCRegularizer(model, recipe.gc_lambda, n_probes=1, seed=recipe.seed) if recipe.gc_lambda > 0 else None
     curve: list[dict] = []
     start_epoch = 0
     seconds_before = 0.0
@@ -90,6 +96,8 @@ def train_recipe(recipe: Recipe, dest: Path, progress: Callable[[str, float], No
                 opt.load_state_dict(state["optimizer"])
                 sched.load_state_dict(state["scheduler"])
                 gen.set_state(state["generator"])
+                if gc_reg is not None:
+                    gc_reg.generator.set_state(state["gc_generator"])
                 curve, start_epoch, seconds_before = list(state["curve"]), int(state["epoch"]), float(state["seconds"])
         except Exception:  # a checkpoint torn by a kill mid-write is not possible (atomic), but be safe
             start_epoch = 0
@@ -104,6 +112,8 @@ def train_recipe(recipe: Recipe, dest: Path, progress: Callable[[str, float], No
             if recipe.augment:
                 xb = augment_batch(xb, gen)
             loss = F.cross_entropy(model(xb), yb, label_smoothing=recipe.label_smoothing)
+            if gc_reg is not None:
+                loss = loss + gc_reg(xb[:GC_SUBBATCH])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -115,7 +125,8 @@ def train_recipe(recipe: Recipe, dest: Path, progress: Callable[[str, float], No
         curve.append({"epoch": epoch + 1, "train_loss": round(running / seen, 5), "val_accuracy": round(_evaluate(model, xv, yv), 5)})
         tmp = ckpt_path.with_suffix(".tmp")
         torch.save({"fingerprint": recipe.fingerprint(), "model": model.state_dict(), "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(), "generator": gen.get_state(), "curve": curve, "epoch": epoch + 1,
+                    "scheduler": sched.state_dict(), "generator": gen.get_state(),
+                    "gc_generator": gc_reg.generator.get_state() if gc_reg is not None else None, "curve": curve, "epoch": epoch + 1,
                     "seconds": seconds_before + time.perf_counter() - t0}, tmp)
         tmp.replace(ckpt_path)
     seconds = seconds_before + time.perf_counter() - t0
