@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import data_cmd, models_cmd, ufm, zoo_cmd
+from . import bench_cmd, data_cmd, models_cmd, ufm, zoo_cmd
 from .assess_cmd import assess_cmd
 from .common import setup_logging
 from .extract_cmd import extract_cmd
@@ -23,6 +23,7 @@ app = typer.Typer(
 app.add_typer(data_cmd.app, name="data")
 app.add_typer(models_cmd.app, name="models")
 app.add_typer(zoo_cmd.app, name="zoo")
+app.add_typer(bench_cmd.app, name="bench")
 app.command("layers")(models_cmd.layers_cmd)
 app.command("extract")(extract_cmd)
 app.command("assess")(assess_cmd)

@@ -1,13 +1,15 @@
-"""``transferlens zoo build|list``."""
+"""``transferlens zoo build|list|evaluate|targets``."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ..errors import UsageError
 from ..zoo import registry
 from ..zoo.build import build_zoo
 from ..zoo.recipes import RECIPES, TINY
@@ -57,3 +59,52 @@ def list_cmd(recipes: bool = typer.Option(False, "--recipes", help="list every r
     console.print(table)
     if not built:
         console.print("no zoo model built yet: run `transferlens zoo build` (or `--tiny` for the test zoo).")
+
+
+@app.command("evaluate")
+@friendly
+def evaluate_cmd(
+    model: list[str] = typer.Option(None, "--model", help="zoo model name (repeatable; default: every built model)"),
+    target: list[str] = typer.Option(None, "--target", help="target name (repeatable; default: all, see `zoo targets`)"),
+    seeds: int = typer.Option(3, "--seeds", min=1, help="number of seeds (0..n-1)"),
+    epochs: int = typer.Option(None, "--finetune-epochs", min=1, help="override the protocol's fine-tuning epochs"),
+    shard: str = typer.Option("0/1", "--shard", help="i/n: evaluate every n-th (model, target) pair from i, for parallel processes"),
+    out: Path = typer.Option(Path("zoo-ground-truth"), "--out", help="folder for ground_truth.json / .csv"),
+) -> None:
+    """Ground truth: linear-probe, few-shot NCC and fine-tuning accuracy (ID and OOD) of every model x target."""
+    from dataclasses import replace
+
+    from ..zoo.evaluate import Protocol, evaluate_zoo, ground_truth_table, write_table
+
+    protocol = Protocol(seeds=tuple(range(seeds)))
+    if epochs is not None:
+        protocol = replace(protocol, finetune_epochs=epochs)
+    try:
+        index, count = (int(v) for v in shard.split("/"))
+        assert 0 <= index < count
+    except (ValueError, AssertionError):
+        raise UsageError(f"--shard must be i/n with 0 <= i < n, got {shard!r}.") from None
+    with Progress(TextColumn("[bold]evaluate[/] {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, disable=not show_progress()) as bar:
+        task = bar.add_task("", total=None)
+
+        def report(what: str, done: int, total: int) -> None:
+            bar.update(task, description=what, completed=done, total=total)
+
+        records = evaluate_zoo(model or None, target or None, protocol, progress=report, shard=(index, count))
+    jpath, cpath = write_table(ground_truth_table(records), out)
+    console.print(f"{len(records)} results ({len(records) // max(1, len(protocol.seeds))} model x target pairs) -> {cpath}, {jpath}")
+
+
+@app.command("targets")
+@friendly
+def targets_cmd() -> None:
+    """List the transfer targets of the zoo benchmark."""
+    from ..zoo.targets import TARGETS
+
+    table = Table(title="targets")
+    for col in ("name", "kind", "train", "test", "OOD sets", "description"):
+        table.add_column(col, overflow="fold")
+    for t in TARGETS.values():
+        table.add_row(t.name, t.kind, t.train, t.test, str(len(t.ood)), t.description)
+    console.print(table)

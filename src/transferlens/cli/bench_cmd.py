@@ -1,0 +1,42 @@
+"""``transferlens bench scores``: which transferability score predicts the zoo's measured transfer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ..errors import UsageError
+from .common import console, friendly, show_progress
+
+app = typer.Typer(help="Benchmarks on the embedded zoo.", no_args_is_help=True)
+
+
+@app.command("scores")
+@friendly
+def scores_cmd(
+    ground_truth: Path = typer.Option(Path("zoo-ground-truth/ground_truth.json"), "--ground-truth", help="the table of `transferlens zoo evaluate`"),
+    score: list[str] = typer.Option(None, "--score", help="score name (repeatable; default: every score and both task-relatedness variants)"),
+    target: list[str] = typer.Option(None, "--target", help="target name (repeatable; default: every target in the ground truth)"),
+    out: Path = typer.Option(Path("zoo-ground-truth"), "--out", help="folder for bench_scores.json / .md"),
+) -> None:
+    """Weighted Kendall tau, Kendall tau, Pearson and top-1 regret of every score against the ground truth."""
+    from ..zoo.bench import markdown, run_bench, write_bench
+
+    try:
+        table = json.loads(ground_truth.read_text())
+    except OSError:
+        raise UsageError(f"no ground truth at {ground_truth}; run `transferlens zoo evaluate` first (or pass --ground-truth).") from None
+    except ValueError as exc:
+        raise UsageError(f"{ground_truth} is not a ground-truth table ({exc}); re-run `transferlens zoo evaluate`.") from None
+    if table.get("format", "").split("/")[0] != "transferlens.ground-truth":
+        raise UsageError(f"{ground_truth} is not a ground-truth table of `transferlens zoo evaluate`.")
+    with Progress(TextColumn("[bold]bench[/] {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, disable=not show_progress()) as bar:
+        task = bar.add_task("scoring", total=None)
+        result = run_bench(table, score or None, target or None, progress=lambda t, i, n: bar.update(task, description=t, completed=i, total=n))
+    jpath, mpath = write_bench(result, out)
+    console.print(markdown(result))
+    console.print(f"-> {mpath}, {jpath}")

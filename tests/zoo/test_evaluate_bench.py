@@ -1,0 +1,137 @@
+"""Ground truth (`zoo evaluate`) and the scorer benchmark (`bench scores`) on the tiny zoo and synthetic data."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from transferlens.zoo import bench, evaluate
+from transferlens.zoo.evaluate import Protocol, linear_probe, ncc_accuracy
+from transferlens.zoo.targets import Target
+
+UCI = "builtin:digits-uci?classes=0-3"
+TINY_TARGET = Target("tiny-uci", "cross-domain", "image", f"{UCI}&split=train&n_per_class=12", f"{UCI}&split=test&n_per_class=8",
+                     (f"shift:gaussian_noise:3:{UCI}&split=test&n_per_class=8",), "test target")
+TINY_PROTOCOL = Protocol(seeds=(0, 1), finetune_epochs=2, finetune_lrs=(1e-3, 1e-2), probe_C=(0.1, 1.0))
+
+
+def _blobs(seed: int, n: int = 30, k: int = 4, d: int = 5, spread: float = 4.0):
+    rng = np.random.default_rng(seed)
+    means = rng.normal(size=(k, d)) * spread
+    y = np.repeat(np.arange(k), n)
+    return means[y] + rng.normal(size=(k * n, d)), y
+
+
+def test_ncc_equals_brute_force_and_is_translation_invariant():
+    x, y = _blobs(0, spread=1.0)
+    xq, yq = _blobs(1, spread=1.0)
+    acc = ncc_accuracy(x, y, xq, yq, k_shot=10_000, seed=0)  # all samples are support
+    centres = np.stack([x[y == c].mean(0) for c in range(4)])
+    brute = np.mean([np.argmin([np.linalg.norm(q - m) for m in centres]) == t for q, t in zip(xq, yq)])
+    assert acc == pytest.approx(brute)
+    assert ncc_accuracy(x + 7.0, y, xq + 7.0, yq, k_shot=3, seed=5) == ncc_accuracy(x, y, xq, yq, k_shot=3, seed=5)
+    # fewer shots draw different supports per seed
+    assert len({ncc_accuracy(x, y, xq, yq, k_shot=1, seed=s) for s in range(6)}) > 1
+
+
+def test_linear_probe_separates_blobs_and_picks_from_the_grid():
+    x, y = _blobs(0, spread=8.0)
+    xq, yq = _blobs(0, spread=8.0)
+    res = linear_probe(x, y, {"test": (xq, yq)}, (0.01, 1.0), 0.25, seed=0)
+    assert res["C"] in (0.01, 1.0) and set(res["val_accuracy"]) == {0.01, 1.0}
+    assert res["accuracy"]["test"] == 1.0
+
+
+def test_compare_matches_scipy_and_regret():
+    truth = np.array([0.9, 0.5, 0.7, 0.2, 0.6])
+    perfect = bench.compare(truth * 3 + 1, truth)
+    assert perfect["weighted_tau"] == pytest.approx(1.0) and perfect["kendall_tau"] == pytest.approx(1.0) and perfect["regret"] == 0.0
+    worst = bench.compare(-truth, truth)
+    assert worst["kendall_tau"] == pytest.approx(-1.0) and worst["regret"] == pytest.approx(0.7)
+    s = np.array([0.1, 0.4, 0.3, 0.2, 0.9])
+    got = bench.compare(s, truth)
+    assert got["weighted_tau"] == pytest.approx(stats.weightedtau(truth, s).statistic)
+    assert got["regret"] == pytest.approx(0.9 - 0.6)
+    assert np.isnan(bench.compare(np.ones(5), truth)["weighted_tau"])  # a constant score ranks nothing
+
+
+def test_mean_rank_of_one_score_orders_like_the_score():
+    v = np.array([3.0, 1.0, np.nan, 2.0])
+    combined = bench.mean_rank_score({"a": v}, ("a",))
+    assert np.argsort(-combined[[0, 1, 3]]).tolist() == [0, 2, 1] and np.isnan(combined[2])
+
+
+def test_choose_combination_uses_only_the_selection_half(monkeypatch):
+    rng = np.random.default_rng(0)
+    targets = {}
+    for t in ("s1", "s2", "r1", "r2"):
+        truth = rng.uniform(size=8)
+        good = truth if t.startswith("s") else -truth  # "good" is perfect on selection, wrong on report
+        targets[t] = {"scores": {"good": good.tolist(), "noise": rng.normal(size=8).tolist()}, "truth": {"primary": truth.tolist()}}
+    result = {"scores": ["good", "noise"], "targets": targets, "selection_targets": ["s1", "s2"], "report_targets": ["r1", "r2"]}
+    monkeypatch.setitem(bench.TARGETS, "s1", TINY_TARGET)
+    monkeypatch.setitem(bench.TARGETS, "s2", TINY_TARGET)
+    c = bench.choose_combination(result)
+    assert c["scores"] == ["good"] and c["selection_weighted_tau"] == pytest.approx(1.0)
+    assert c["report_weighted_tau"] == pytest.approx(-1.0)  # reported honestly on the other half
+
+
+@pytest.fixture(scope="module")
+def tiny_home(tmp_path_factory):
+    from transferlens.zoo.build import build_zoo
+
+    home = tmp_path_factory.mktemp("evalhome")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TRANSFERLENS_HOME", str(home))
+    mp.setitem(evaluate.TARGETS, TINY_TARGET.name, TINY_TARGET)
+    mp.setitem(bench.TARGETS, TINY_TARGET.name, TINY_TARGET)
+    build_zoo(tiny=True)
+    yield home
+    mp.undo()
+
+
+def test_evaluate_records_resume_and_table(tiny_home, monkeypatch):
+    models = ["tiny-vgg", "tiny-mlp", "tiny-resnet"]
+    seen = []
+    recs = evaluate.evaluate_zoo(models, [TINY_TARGET.name], TINY_PROTOCOL, progress=lambda w, i, n: seen.append((i, n)))
+    assert len(recs) == 6 and seen[-1] == (3, 3)
+    for r in recs:
+        assert set(r["linear_probe"]["accuracy"]) == {"test", TINY_TARGET.ood[0]}
+        assert r["finetune"]["lr"] in TINY_PROTOCOL.finetune_lrs
+        for acc in (r["ncc"]["accuracy"], r["finetune"]["accuracy"]["test"], r["linear_probe"]["accuracy"]["test"]):
+            assert 0.0 <= acc <= 1.0
+    # resumed: nothing is recomputed
+    monkeypatch.setattr(evaluate, "evaluate_candidate", lambda *a, **k: pytest.fail("recomputed a cached result"))
+    again = evaluate.evaluate_zoo(models, [TINY_TARGET.name], TINY_PROTOCOL)
+    assert [json.dumps(a, sort_keys=True) for a in again] == [json.dumps(r, sort_keys=True) for r in recs]
+    table = evaluate.ground_truth_table(recs)
+    assert len(table["summary"]) == 3
+    row = table["summary"][0]
+    vals = [r["finetune"]["accuracy"]["test"] for r in recs if r["candidate"] == row["candidate"]]
+    assert row["finetune"] == pytest.approx(np.mean(vals), abs=1e-5) and row["finetune_std"] == pytest.approx(np.std(vals, ddof=1), abs=1e-5)
+
+
+def test_evaluate_is_deterministic_per_seed(tiny_home, tmp_path):
+    one = evaluate.evaluate_zoo(["tiny-mlp"], [TINY_TARGET.name], TINY_PROTOCOL, root=tmp_path / "a")
+    two = evaluate.evaluate_zoo(["tiny-mlp"], [TINY_TARGET.name], TINY_PROTOCOL, root=tmp_path / "b")
+    for a, b in zip(one, two):
+        a.pop("seconds"), b.pop("seconds")
+        assert a == b
+
+
+def test_bench_on_tiny_zoo(tiny_home, monkeypatch, tmp_path):
+    recs = evaluate.evaluate_zoo(["tiny-vgg", "tiny-mlp", "tiny-resnet"], [TINY_TARGET.name], TINY_PROTOCOL)
+    monkeypatch.setattr(bench, "SELECTION_TARGETS", (TINY_TARGET.name,))
+    monkeypatch.setattr(bench, "REPORT_TARGETS", ())
+    result = bench.run_bench(evaluate.ground_truth_table(recs), scores=["logme", "knn_accuracy", "leep"])
+    t = result["targets"][TINY_TARGET.name]
+    assert len(t["candidates"]) == 3 and all(len(v) == 3 for v in t["scores"].values())
+    for s in ("logme", "knn_accuracy", "leep"):
+        m = t["metrics"][s]["primary"]
+        assert -1.0 <= m["weighted_tau"] <= 1.0 and m["regret"] >= 0.0
+    assert set(result["combined"]["scores"]) <= {"logme", "knn_accuracy", "leep"}
+    jpath, mpath = bench.write_bench(result, tmp_path)
+    assert "| logme |" in mpath.read_text() and json.loads(jpath.read_text())["format"] == bench.FORMAT
