@@ -113,9 +113,14 @@ def build_digits_uci(uri: URI) -> Dataset:
     )
 
 
+DEFAULT_GLYPH_FONTS = "dejavu"  # fonts-dejavu-core + fonts-dejavu-extra; `fonts=all` takes every installed font
+
+
 def build_glyphs(uri: URI) -> Dataset:
     charset = uri.params.get("charset", "alnum")
-    family = uri.params.get("fonts", "all")
+    # DejaVu by default: the glyph images (and so the zoo's sources and targets) must not change when an
+    # unrelated package installs more fonts (fonts-liberation arrives with chromium, for instance).
+    family = uri.params.get("fonts", DEFAULT_GLYPH_FONTS)
     n = uri.get_int("n", 100, minimum=1)
     size = uri.get_int("render_size", 32, minimum=8)
     seed = uri.get_int("seed", 0)
@@ -171,7 +176,7 @@ BUILTINS: dict[str, BuiltinSource] = {
         BuiltinSource("fashion-mnist", "image", "Fashion-MNIST, 70k 28x28 clothing images, 10 classes (Debian dataset-fashion-mnist)", (), build_fashion_mnist),
         BuiltinSource("digits", "image", "5,000 20x20 handwritten digits, 10 classes (digits.png of Debian opencv-doc)", (), build_digits),
         BuiltinSource("digits-uci", "image", "1,797 8x8 handwritten digits, 10 classes (scikit-learn's bundled UCI digits)", (), build_digits_uci),
-        BuiltinSource("glyphs", "image", "characters rendered from installed fonts; charset=digits|upper|lower|letters|alnum|greek|cyrillic|symbols|all|<chars>, n_classes, n (per class), render_size, fonts", ("charset", "n_classes", "n", "render_size", "fonts"), build_glyphs),
+        BuiltinSource("glyphs", "image", "characters rendered from fonts (fonts=dejavu by default, so the images do not change when other fonts are installed; fonts=all for every installed font); charset=digits|upper|lower|letters|alnum|greek|cyrillic|symbols|all|<chars>, n_classes, n (per class), render_size, fonts", ("charset", "n_classes", "n", "render_size", "fonts"), build_glyphs),
         BuiltinSource("fortunes", "text", "~15k texts labelled by topic (Debian fortunes); topics with >= min_texts (50) texts", ("min_texts",), build_fortunes),
     )
 }
