@@ -107,6 +107,14 @@ def test_evaluate_records_resume_and_table(tiny_home, monkeypatch):
     monkeypatch.setattr(evaluate, "evaluate_candidate", lambda *a, **k: pytest.fail("recomputed a cached result"))
     again = evaluate.evaluate_zoo(models, [TINY_TARGET.name], TINY_PROTOCOL)
     assert [json.dumps(a, sort_keys=True) for a in again] == [json.dumps(r, sort_keys=True) for r in recs]
+    # a result computed on other data (e.g. other fonts behind the glyphs) is not reused
+    stale = next(iter(evaluate.eval_root().rglob("seed0.json")))
+    rec = json.loads(stale.read_text())
+    stale.write_text(json.dumps({**rec, "data_fingerprint": "other-data"}))
+    recomputed = []
+    monkeypatch.setattr(evaluate, "evaluate_candidate", lambda cand, target, protocol, todo: recomputed.append(todo) or {0: dict(rec)})
+    evaluate.evaluate_zoo(models, [TINY_TARGET.name], TINY_PROTOCOL)
+    assert recomputed == [[0]] and json.loads(stale.read_text())["data_fingerprint"] == rec["data_fingerprint"]
     table = evaluate.ground_truth_table(recs)
     assert len(table["summary"]) == 3
     row = table["summary"][0]
@@ -126,7 +134,12 @@ def test_bench_on_tiny_zoo(tiny_home, monkeypatch, tmp_path):
     recs = evaluate.evaluate_zoo(["tiny-vgg", "tiny-mlp", "tiny-resnet"], [TINY_TARGET.name], TINY_PROTOCOL)
     monkeypatch.setattr(bench, "SELECTION_TARGETS", (TINY_TARGET.name,))
     monkeypatch.setattr(bench, "REPORT_TARGETS", ())
-    result = bench.run_bench(evaluate.ground_truth_table(recs), scores=["logme", "knn_accuracy", "leep"])
+    table = evaluate.ground_truth_table(recs)
+    result = bench.run_bench(table, scores=["logme", "knn_accuracy", "leep"], cache_dir=tmp_path / "cache")
+    # a second run is served from the per-target cache: no scoring at all, the same result
+    monkeypatch.setattr(bench, "score_target", lambda *a, **k: pytest.fail("the cached target was scored again"))
+    again = bench.run_bench(table, scores=["logme", "knn_accuracy", "leep"], cache_dir=tmp_path / "cache")
+    assert again["targets"][TINY_TARGET.name]["scores"] == result["targets"][TINY_TARGET.name]["scores"]
     t = result["targets"][TINY_TARGET.name]
     assert len(t["candidates"]) == 3 and all(len(v) == 3 for v in t["scores"].values())
     for s in ("logme", "knn_accuracy", "leep"):

@@ -21,6 +21,8 @@ def scores_cmd(
     score: list[str] = typer.Option(None, "--score", help="score name (repeatable; default: every score and both task-relatedness variants)"),
     target: list[str] = typer.Option(None, "--target", help="target name (repeatable; default: every target in the ground truth)"),
     out: Path = typer.Option(Path("zoo-ground-truth"), "--out", help="folder for bench_scores.json / .md"),
+    cache: Path = typer.Option(None, "--cache", help="keep each target's scores here (default: OUT/score-cache); processes given "
+                               "disjoint --target sets can share it, and a last run over all targets assembles the table"),
 ) -> None:
     """Weighted Kendall tau, Kendall tau, Pearson and top-1 regret of every score against the ground truth."""
     from ..zoo.bench import markdown, run_bench, write_bench
@@ -36,7 +38,8 @@ def scores_cmd(
     with Progress(TextColumn("[bold]bench[/] {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, disable=not show_progress()) as bar:
         task = bar.add_task("scoring", total=None)
-        result = run_bench(table, score or None, target or None, progress=lambda t, i, n: bar.update(task, description=t, completed=i, total=n))
+        result = run_bench(table, score or None, target or None, progress=lambda t, i, n: bar.update(task, description=t, completed=i, total=n),
+                           cache_dir=cache or out / "score-cache")
     jpath, mpath = write_bench(result, out)
     console.print(markdown(result))
     console.print(f"-> {mpath}, {jpath}")

@@ -18,6 +18,7 @@ targets** (``SELECTION_TARGETS``, fixed in advance) by mean weighted τ against 
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import time
@@ -101,9 +102,28 @@ def score_target(target: str, candidates: list[dict], scores: list[str]) -> dict
     return {"values": values, "seconds": {s: (float(np.mean(v)) if v else None) for s, v in seconds.items()}}
 
 
+def _cached_score_target(target: str, cands: list[dict], scores: list[str], cache_dir: Path | None) -> dict[str, Any]:
+    """:func:`score_target`, stored per (target, candidates, scores) in ``cache_dir`` so that processes can
+    split the targets between them and an interrupted bench resumes."""
+    if cache_dir is None:
+        return score_target(target, cands, scores)
+    key = hashlib.sha256(json.dumps([FORMAT, target, cands, scores], sort_keys=True).encode()).hexdigest()[:16]
+    path = Path(cache_dir) / f"{target}-{key}.json"
+    if path.exists():
+        try:
+            return json.loads(path.read_text())
+        except ValueError:
+            pass  # a corrupt entry is recomputed and overwritten
+    scored = score_target(target, cands, scores)
+    atomic_write_text(path, json.dumps(scored, default=float))
+    return scored
+
+
 def run_bench(ground_truth: dict, scores: list[str] | None = None, targets: list[str] | None = None,
-              progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
-    """Score every target's candidates and compare with the ground truth table of :mod:`.evaluate`."""
+              progress: Callable[[str, int, int], None] | None = None, cache_dir: Path | None = None) -> dict[str, Any]:
+    """Score every target's candidates and compare with the ground truth table of :mod:`.evaluate`.
+
+    ``cache_dir``: keep each target's scores there (see :func:`_cached_score_target`)."""
     from ..metrics.scores import list_scores
     from ..ranking import RELATEDNESS_SCORES
 
@@ -119,7 +139,7 @@ def run_bench(ground_truth: dict, scores: list[str] | None = None, targets: list
         entries = [e for e in summary if e["target"] == target]
         cands = [{"model": e["model"], "layer_request": "penultimate" if e["model"].startswith("zoo:") else e["layer"], "key": e["candidate"]} for e in entries]
         t0 = time.perf_counter()
-        scored = score_target(target, cands, scores)
+        scored = _cached_score_target(target, cands, scores, cache_dir)
         keys = [c["key"] for c in cands]
         table = {s: np.array([scored["values"][s].get(k, np.nan) for k in keys]) for s in scores}
         truths = {g: np.array([e.get(g, np.nan) if g != "primary" else primary_truth(e) for e in entries], float) for g in (*GROUND_TRUTHS, "primary")}
