@@ -20,8 +20,10 @@ transformer is out of the CPU budget.
 
 Every (model, target, seed) result is written atomically to
 ``$TRANSFERLENS_HOME/zoo-eval/v<version>/<model>@<weights digest>/<target>/seed<s>.json``; a re-run
-skips what exists, so an interrupted evaluation resumes. :func:`ground_truth_table` assembles the rows
-and the per-(model, target) mean and standard deviation over seeds.
+skips what exists for the same data (each record holds the fingerprint of the target's train, test and
+OOD data: a result computed on other data is recomputed), so an interrupted evaluation resumes.
+:func:`ground_truth_table` assembles the rows and the per-(model, target) mean and standard deviation
+over seeds.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ import numpy as np
 from ..data import load_data
 from ..data.base import Dataset, stratified_split
 from ..errors import UsageError
+from ..finetune.prepare import accuracy as _accuracy
+from ..finetune.prepare import image_tensors
 from ..io import atomic_write_text
 from ..paths import home
 from .targets import TARGETS, Target
@@ -100,17 +104,6 @@ def ncc_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, t
     q = test_x.astype(np.float64)
     d2 = (q * q).sum(1)[:, None] - 2 * q @ centres.T + (centres * centres).sum(1)[None, :]
     return float(np.mean(classes[np.argmin(d2, 1)] == test_y))
-
-
-def _accuracy(module: Any, x: Any, y: Any, batch: int = 512) -> float:
-    import torch
-
-    module.eval()
-    correct = 0
-    with torch.inference_mode():
-        for i in range(0, x.shape[0], batch):
-            correct += int((module(x[i : i + batch]).argmax(1) == y[i : i + batch]).sum())
-    return correct / max(1, int(x.shape[0]))
 
 
 def finetune_once(base: Any, n_classes: int, x: Any, y: Any, lr: float, epochs: int, batch: int, weight_decay: float, seed: int) -> Any:
@@ -192,10 +185,15 @@ def _eval_sets(target: Target) -> dict[str, Dataset]:
     return sets
 
 
+def target_fingerprint(target: Target) -> str:
+    """Hash of the fingerprints of a target's train, test and OOD data: a cached result whose data changed
+    (e.g. other fonts behind ``builtin:glyphs``) is recomputed, not reused."""
+    parts = [(uri, load_data(uri).fingerprint) for uri in (target.train, target.test, *target.ood)]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
+
+
 def evaluate_candidate(cand: Candidate, target: Target, protocol: Protocol, seeds_todo: list[int]) -> dict[int, dict]:
     """All protocol measurements of one candidate on one target for ``seeds_todo``."""
-    import torch
-
     from ..features import extract
     from ..models import resolve_model
 
@@ -215,12 +213,7 @@ def evaluate_candidate(cand: Candidate, target: Target, protocol: Protocol, seed
     if target.modality == "image":
         loaded = ref.load()
         base = loaded.module
-
-        def prep(ds: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
-            x = loaded.prepare(ds, np.arange(len(ds)))
-            return (x - loaded._mean) / loaded._std, torch.from_numpy(ds.labels.astype(np.int64))
-
-        tensors = {"train": prep(train), **{name: prep(ds) for name, ds in sets.items()}}
+        tensors = {"train": image_tensors(loaded, train), **{name: image_tensors(loaded, ds) for name, ds in sets.items()}}
     out = {}
     for seed in seeds_todo:
         t1 = time.perf_counter()
@@ -264,12 +257,16 @@ def evaluate_zoo(models: list[str] | None = None, targets: list[str] | None = No
     plan = plan[shard[0]::shard[1]]
     records: list[dict] = []
     done = 0
+    data_fp: dict[str, str] = {}
     for cand, target in plan:
         ident = resolve_model(cand.model).identity
+        if target.name not in data_fp:
+            data_fp[target.name] = target_fingerprint(target)
         paths = {s: _unit_path(root, protocol, ident, cand, target.name, s) for s in protocol.seeds}
-        todo = [s for s, p in paths.items() if not _readable(p)]
+        todo = [s for s, p in paths.items() if not _readable(p, data_fp[target.name])]
         if todo:
             for seed, rec in evaluate_candidate(cand, target, protocol, todo).items():
+                rec["data_fingerprint"] = data_fp[target.name]
                 paths[seed].parent.mkdir(parents=True, exist_ok=True)
                 atomic_write_text(paths[seed], json.dumps(rec, indent=1))
         for s, p in paths.items():
@@ -280,10 +277,10 @@ def evaluate_zoo(models: list[str] | None = None, targets: list[str] | None = No
     return records
 
 
-def _readable(path: Path) -> bool:
+def _readable(path: Path, data_fingerprint: str) -> bool:
     try:
         rec = json.loads(path.read_text())
-        return rec.get("format") == FORMAT
+        return rec.get("format") == FORMAT and rec.get("data_fingerprint") == data_fingerprint
     except (OSError, ValueError):
         return False
 
