@@ -120,6 +120,8 @@ def test_evaluate_records_resume_and_table(tiny_home, monkeypatch):
     row = table["summary"][0]
     vals = [r["finetune"]["accuracy"]["test"] for r in recs if r["candidate"] == row["candidate"]]
     assert row["finetune"] == pytest.approx(np.mean(vals), abs=1e-5) and row["finetune_std"] == pytest.approx(np.std(vals, ddof=1), abs=1e-5)
+    md = evaluate.markdown_table(table)
+    assert f"{100 * row['finetune']:.1f} ± {100 * row['finetune_std']:.1f}" in md and all(m in md for m in models)
 
 
 def test_evaluate_is_deterministic_per_seed(tiny_home, tmp_path):

@@ -93,7 +93,7 @@ def evaluate_cmd(
 
         records = evaluate_zoo(model or None, target or None, protocol, progress=report, shard=(index, count))
     jpath, cpath = write_table(ground_truth_table(records), out)
-    console.print(f"{len(records)} results ({len(records) // max(1, len(protocol.seeds))} model x target pairs) -> {cpath}, {jpath}")
+    console.print(f"{len(records)} results ({len(records) // max(1, len(protocol.seeds))} model x target pairs) -> {cpath}, {jpath}, {out / 'ground_truth.md'}")
 
 
 @app.command("targets")

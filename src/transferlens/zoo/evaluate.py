@@ -319,8 +319,28 @@ def ground_truth_table(records: list[dict]) -> dict[str, Any]:
     return {"format": FORMAT, "protocol": protocol, "summary": summary, "records": records}
 
 
+def markdown_table(table: dict[str, Any]) -> str:
+    """Per target, every candidate's accuracies as ``mean ± sd`` over seeds, best fine-tuning (else probe) first."""
+
+    def cell(e: dict, col: str) -> str:
+        return "-" if e.get(col) is None else f"{100 * e[col]:.1f} ± {100 * e[f'{col}_std']:.1f}"
+
+    cols = ("finetune", "finetune_ood", "probe", "probe_ood", "ncc")
+    lines = [f"Protocol `{json.dumps(table['protocol'], sort_keys=True)}`; accuracies in %, mean ± sd over seeds.", ""]
+    by_target: dict[str, list[dict]] = {}
+    for e in table["summary"]:
+        by_target.setdefault(e["target"], []).append(e)
+    for target, entries in by_target.items():
+        entries.sort(key=lambda e: -(e["finetune"] if e.get("finetune") is not None else e["probe"]))
+        lines += [f"### {target} ({entries[0]['target_kind']})", "",
+                  "| candidate | fine-tune | fine-tune OOD | linear probe | probe OOD | NCC (few-shot) |", "|---|---:|---:|---:|---:|---:|"]
+        lines += [f"| {e['candidate']} | " + " | ".join(cell(e, c) for c in cols) + " |" for e in entries]
+        lines.append("")
+    return "\n".join(lines)
+
+
 def write_table(table: dict[str, Any], out: Path) -> tuple[Path, Path]:
-    """``ground_truth.json`` (everything) and ``ground_truth.csv`` (the summary) under ``out``."""
+    """``ground_truth.json`` (everything), ``ground_truth.csv`` (the summary) and ``ground_truth.md`` under ``out``."""
     import csv
     import io
 
@@ -336,4 +356,5 @@ def write_table(table: dict[str, Any], out: Path) -> tuple[Path, Path]:
     writer.writerows(table["summary"])
     cpath = out / "ground_truth.csv"
     atomic_write_text(cpath, f"# {FORMAT} protocol {json.dumps(table['protocol'], sort_keys=True)}\n" + buf.getvalue())
+    atomic_write_text(out / "ground_truth.md", markdown_table(table))
     return jpath, cpath
