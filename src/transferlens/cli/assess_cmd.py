@@ -1,36 +1,73 @@
-"""``transferlens assess``: the main job."""
+"""``transferlens assess``: the main job, from candidates and a small labelled dataset to a decision report."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
-from ..defaults import DEFAULT_DATA, DEFAULT_MODELS
-from .common import console, friendly, show_progress
+from ..defaults import DEFAULT_TARGET, DEFAULT_TOP_K
+from .common import console, err_console, friendly, show_progress
+
+_STYLE = {"ok": "green", "cached": "cyan", "failed": "red", "skipped": "red", "unavailable": "yellow"}
+
+
+def _printer(progress: bool):
+    def on_event(name: str, status: str, detail: str) -> None:
+        if status == "start":
+            if progress:
+                err_console.print(f"[dim]… {name}[/]", highlight=False)
+            return
+        style = _STYLE.get(status, "white")
+        err_console.print(f"[{style}]{status:>11}[/] {name}  [dim]{detail}[/]", highlight=False, soft_wrap=True)
+
+    return on_event
 
 
 @friendly
 def assess_cmd(
-    data: str = typer.Option(None, "--data", "-d", help=f"target data URI (default: {DEFAULT_DATA})"),
-    model: list[str] = typer.Option(None, "--model", "-m", help=f"candidate model URI, repeatable (default: {', '.join(DEFAULT_MODELS)})"),
-    out: Path = typer.Option(Path("transferlens-out"), "--out", "-o", help="directory for the records"),
-    layers: str = typer.Option("all", help="layers to read"),
-    pool: str = typer.Option("auto", help="pooling inside the hooks"),
+    data: str = typer.Option(None, "--data", "-d", help=f"your labelled data URI (default: the built-in '{DEFAULT_TARGET}' target)"),
+    model: list[str] = typer.Option(None, "--model", "-m", help="candidate model URI, repeatable (default: every zoo model; "
+                                    "for text data the packaged all-MiniLM-L6-v2)"),
+    test: str = typer.Option(None, "--test", help="ID test data URI (default: a stratified 25% of --data)"),
+    ood: list[str] = typer.Option(None, "--ood", help="OOD data URI with the ID classes, repeatable"),
+    target: str = typer.Option(None, "--target", help="a built-in target instead of --data (digits, greek, fashion-novel, ...)"),
+    top: int = typer.Option(DEFAULT_TOP_K, "--top", help="how many of the best-ranked candidates to probe layer by layer"),
+    scores: str = typer.Option(None, "--scores", help="comma-separated transferability scores (default: all but task_relatedness)"),
+    finetune: bool = typer.Option(False, "--finetune", help="also fine-tune the winner briefly, FTP vs plain, and compare ID/OOD"),
+    finetune_epochs: int = typer.Option(10, "--finetune-epochs", help="epochs of each --finetune run"),
+    gc_samples: int = typer.Option(64, "--gc-samples", help="inputs for the geometric-complexity estimate per model (0: skip GC)"),
+    pool: str = typer.Option("avg2x2", help="pooling of convolutional maps for the layer-wise stages"),
+    seed: int = typer.Option(0, help="seed of splits, episodes, probes and fine-tuning"),
+    threads: int = typer.Option(1, help="torch and BLAS threads (1 is fastest for the small zoo models on a shared "
+                                "machine; 0 = leave as is)"),
+    out: Path = typer.Option(Path("transferlens-out"), "--out", "-o", help="run directory: stage records and report.html"),
+    fresh: bool = typer.Option(False, "--fresh", help="recompute every stage instead of reusing unchanged records"),
 ) -> None:
-    """Assess candidate models on a target dataset. With no arguments: the embedded default."""
-    from ..assess import assess
+    """Which candidate model (and layer) transfers to your data, how robust it is OOD; writes an HTML report.
 
-    record = assess(model or None, data, out, layers=layers, pool=pool, progress=show_progress())
-    console.print(f"[bold]{record['data']}[/]: {record['n_samples']} samples, {record['n_classes']} classes, chance {record['chance_accuracy']:.3f}")
-    for res in record["models"]:
-        table = Table(title=f"{res['model']} ({res['cache']}, {res['seconds']} s)")
-        table.add_column("layer")
-        table.add_column("dim", justify="right")
-        table.add_column("held-out NCC acc", justify="right")
-        for row in res["layers"]:
-            mark = " [green]<- best[/]" if row["layer"] == res["best_layer"] else ""
-            table.add_row(row["layer"], str(row["dim"]), f"{row['ncc_accuracy']:.3f}{mark}")
-        console.print(table)
-    console.print(f"record: {out / 'assess.json'}")
+    With no arguments: handwritten digits (50 labels per class, OOD: noise, blur, low contrast and another
+    digit domain) against every zoo model.
+    """
+    from ..assess import assess
+    from .assess_summary import print_summary
+
+    progress = show_progress()
+    log = logging.getLogger("transferlens")
+    level = log.level
+    if level > logging.DEBUG:  # without --verbose, the stage lines replace extract's per-file cache messages
+        log.setLevel(logging.WARNING)
+    try:
+        run = assess(list(model) if model else None, data, out, test=test, ood=list(ood) if ood else None, target=target,
+                     scores=[s.strip() for s in scores.split(",") if s.strip()] if scores else None, top_k=top, pool=pool,
+                     seed=seed, finetune=finetune, finetune_epochs=finetune_epochs, gc_samples=gc_samples, reuse=not fresh, progress=progress,
+                     on_event=_printer(progress), threads=threads or None)
+    finally:
+        log.setLevel(level)
+    print_summary(run, console)
+    if run.get("report_error"):
+        err_console.print(f"[bold red]error:[/] the report could not be written: {run['report_error']}", highlight=False)
+        raise typer.Exit(1)
+    if not run["assess"]["decision"].get("model"):
+        raise typer.Exit(1)

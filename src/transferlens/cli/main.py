@@ -30,6 +30,7 @@ app.command("assess")(assess_cmd)
 app.command("geometry")(geometry_cmd)
 app.command("rank")(rank_cmd)
 app.command("probe")(probe_cmd)
+from .report_cmd import report_cmd; app.command("report")(report_cmd)  # noqa: E402, E702 (one line: main.py is shared)
 from .finetune_cmd import finetune_cmd; app.command("finetune")(finetune_cmd)  # noqa: E402, E702 (one line: main.py is shared)
 ufm.register(app)
 

@@ -1,4 +1,5 @@
-"""The Debian packages behind the built-in data sources, where their files live, and how to install them.
+"""The Debian packages behind the built-in data sources (and the headless browser of the report test), where
+their files live, and how to install them.
 
 ``python -m transferlens.data.debian install`` (run by ``scripts/setup.sh``) installs what is missing:
 as root with ``apt-get``; otherwise it prints the packages and the command to run. From ``opencv-doc``
@@ -36,7 +37,12 @@ REQUIREMENTS = (
     DebianData("fashion-mnist", "dataset-fashion-mnist", FASHION_MNIST_DIR / "t10k-labels-idx1-ubyte.gz"),
     DebianData("fortunes", "fortunes", FORTUNES_DIR / "computers"),
     DebianData("fortunes", "fortunes-min", FORTUNES_DIR / "fortunes"),
+    DebianData("glyphs", "fonts-dejavu-core", Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")),
+    DebianData("glyphs", "fonts-dejavu-extra", Path("/usr/share/fonts/truetype/dejavu/DejaVuSansCondensed.ttf")),
 )
+#: Not data: headless Chromium, in which tests/report opens the HTML report (those tests skip without it).
+#: Optional: a failed install is a note, not a set-up error (e.g. Ubuntu ships Chromium as a snap).
+BROWSER = DebianData("report-browser", "chromium", Path("/usr/bin/chromium"))
 
 
 def env_override(name: str) -> Path | None:
@@ -115,6 +121,24 @@ def _extract_digits_png() -> Path:
     return dest
 
 
+def _install_browser(have_apt: bool) -> None:
+    """Install Debian's chromium as root when no Chromium is on PATH; only notes on failure."""
+    if BROWSER.probe.exists() or any(shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")):
+        return
+    if not have_apt or not _is_root():
+        print("[setup] note: no headless Chromium, so the report's browser test will be skipped "
+              "(install it with: sudo apt-get install chromium).")
+        return
+    print("[setup] installing Debian package: chromium (the report's browser test opens the report in it)")
+    result = _apt("install", "-y", "-q", BROWSER.package)
+    if result.returncode != 0:
+        _apt("update", "-q")
+        result = _apt("install", "-y", "-q", BROWSER.package)
+    if result.returncode != 0:
+        print(f"[setup] note: apt-get install chromium failed, so the report's browser test will be skipped:\n"
+              f"{result.stderr[-400:]}")
+
+
 def install() -> int:
     """Install the missing Debian data; return a process exit code (0 also when only advice was printed)."""
     missing = _missing_packages()
@@ -140,6 +164,7 @@ def install() -> int:
             if result.returncode != 0:
                 print(f"[setup] error: apt-get install {' '.join(missing)} failed:\n{result.stderr[-800:]}", file=sys.stderr)
                 return 1
+    _install_browser(have_apt)
     try:
         digits_png()
     except DataError:

@@ -1,0 +1,89 @@
+"""What one ``transferlens assess`` run does: candidates, target data, stages and their settings."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from ..defaults import DEFAULT_ASSESS_SCORES, DEFAULT_FINETUNE_METHODS, DEFAULT_TARGET, DEFAULT_TEXT_MODELS, DEFAULT_TOP_K
+from ..errors import UsageError
+
+
+@dataclass
+class AssessConfig:
+    """Resolved settings of a run; ``to_dict()`` goes into ``assess.json``."""
+
+    models: list[str]
+    train: str
+    test: str | None = None
+    ood: list[str] = field(default_factory=list)
+    target: str | None = None
+    scores: list[str] = field(default_factory=lambda: list(DEFAULT_ASSESS_SCORES))
+    top_k: int = DEFAULT_TOP_K
+    pool: str = "avg2x2"
+    probe: str = "ridge"
+    seed: int = 0
+    shots: tuple[int, ...] = (1, 2, 5, 10, 20)
+    gc_samples: int = 64
+    finetune: bool = False
+    finetune_methods: tuple[str, ...] = DEFAULT_FINETUNE_METHODS
+    finetune_epochs: int = 10
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def default_models(modality: str) -> list[str]:
+    """Every zoo model for image data; the packaged MiniLM for text."""
+    if modality == "text":
+        return list(DEFAULT_TEXT_MODELS)
+    from ..zoo.registry import list_built
+
+    return [f"zoo:{name}" for name in list_built()]
+
+
+def make_config(models: list[str] | None = None, data: str | None = None, *, test: str | None = None,
+                ood: list[str] | None = None, target: str | None = None, scores: list[str] | None = None,
+                top_k: int = DEFAULT_TOP_K, pool: str = "avg2x2", seed: int = 0, finetune: bool = False,
+                finetune_epochs: int = 10, gc_samples: int = 64, modality: str | None = None) -> AssessConfig:
+    """Check the user's choices and fill in the defaults (the built-in target when neither data nor target is given).
+
+    ``modality`` ("image" / "text") picks the default candidates when ``models`` is empty; for user data the
+    caller finds it by loading the data.
+    """
+    if data is not None and target is not None:
+        raise UsageError("give either --data or --target, not both (a target brings its own train, test and OOD data).")
+    if top_k < 1:
+        raise UsageError(f"--top must be >= 1, got {top_k}.")
+    if gc_samples < 0:
+        raise UsageError(f"gc_samples must be >= 0 (0 skips geometric complexity), got {gc_samples}.")
+    if finetune_epochs < 1:
+        raise UsageError(f"--finetune-epochs must be >= 1, got {finetune_epochs}.")
+    ood_list = list(ood) if ood else []
+    if data is None:
+        from ..zoo.targets import TARGETS
+
+        name = target or DEFAULT_TARGET
+        if name not in TARGETS:
+            raise UsageError(f"unknown target {name!r}; built-in targets: {', '.join(TARGETS)}.")
+        t = TARGETS[name]
+        data, target, modality = t.train, name, t.modality
+        test = test if test is not None else t.test
+        ood_list = ood_list or list(t.ood)
+    if len(set(ood_list)) != len(ood_list):
+        raise UsageError("the same --ood data is given twice; list each OOD set once.")
+    chosen = list(models) if models else default_models(modality or "image")
+    if not chosen:
+        raise UsageError("no candidate models: pass --model (the zoo has no built models).")
+    if len(set(chosen)) != len(chosen):
+        dup = next(m for m in chosen if chosen.count(m) > 1)
+        raise UsageError(f"--model {dup} is given twice; list each candidate once.")
+    if scores:
+        from ..metrics.scores import get_score
+        from ..ranking import RELATEDNESS_SCORES
+
+        for name in scores:
+            if name not in RELATEDNESS_SCORES:
+                get_score(name)  # UsageError naming the known scores
+    return AssessConfig(models=chosen, train=data, test=test, ood=ood_list, target=target,
+                        scores=list(scores) if scores else list(DEFAULT_ASSESS_SCORES), top_k=top_k, pool=pool,
+                        seed=seed, gc_samples=gc_samples, finetune=finetune, finetune_epochs=finetune_epochs)
