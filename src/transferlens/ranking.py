@@ -95,14 +95,85 @@ def _relatedness(model: str, ref: Any, feat_layer: str, fs: Any, use_labels: boo
     return float(result.terms.bound), record
 
 
+def _empty_row(model: str) -> dict[str, Any]:
+    return {"model": model, "error": None, "layer": None, "scores": {}, "warnings": {}, "seconds": {}}
+
+
+def score_candidate(model: str, data: Any, names: list[str], *, layer: str = "penultimate", use_labels: bool = True,
+                    pca_dim: Any = None, pool: str = "auto", reference_data: str | None = None, seed: int = 0,
+                    progress: bool = False) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Score one candidate on ``data`` (a URI, or a loaded ``Dataset``): its record row and raw score results.
+
+    Extracts (cached) the features, computes every score in ``names`` and fills the row; zoo-relative
+    scores are left raw (``rank_models`` normalises them across the models). A model that cannot be
+    resolved or extracted gives a row with its ``error`` and ``None`` raw results; a failing score gives
+    a warning. Module-level and picklable: it is the unit of work of the executors (one Ray task each).
+    """
+    row = _empty_row(model)
+    t0 = time.perf_counter()
+    try:
+        dataset = load_data(data) if isinstance(data, str) else data
+        ref = resolve_model(model)
+        fs = extract(ref, dataset, f"{layer},last" if ref.kind == "image" else layer, pool=pool, progress=progress)
+    except TransferLensError as exc:
+        row["error"] = str(exc)
+        return row, None
+    feat_layer = fs.layers[0]
+    row["layer"] = feat_layer
+    row["dim"] = int(fs[feat_layer].shape[1])
+    row["seconds"]["extract"] = round(time.perf_counter() - t0, 3)
+    logits_layer = fs.layers[-1] if len(fs.layers) > 1 and is_logits_layer(fs.layers[-1]) else None
+    source_probs = softmax(fs[logits_layer].astype(np.float64), axis=1) if logits_layer else None
+    raw: dict[str, Any] = {}
+    for name in names:
+        if name in RELATEDNESS_SCORES:
+            try:
+                value, detail = _relatedness(model, ref, feat_layer, fs, use_labels, name.endswith("label_free"), reference_data, pool, seed)
+            except TransferLensError as exc:
+                row["warnings"][name] = [f"failed: {exc}"]
+                continue
+            row["scores"][name] = value
+            row["seconds"][name] = round(float(detail.get("seconds") or 0.0), 3)
+            row.setdefault("relatedness", {})[name] = {k: detail[k] for k in detail if k not in ("B", "D", "head_candidates")}
+            if detail.get("warnings"):
+                row["warnings"][name] = list(detail["warnings"])
+            continue
+        info = get_score(name)
+        if info.needs_source_probs and source_probs is None:
+            row["warnings"][name] = ["skipped: the model has no source classifier head"]
+            continue
+        try:
+            res = compute_score(name, fs[feat_layer] if info.uses_features else None,
+                                fs.labels if use_labels else None, source_probs=source_probs,
+                                pca_dim=pca_dim if info.uses_features else None)
+        except TransferLensError as exc:
+            row["warnings"][name] = [f"failed: {exc}"]
+            continue
+        raw[name] = res
+        row["scores"][name] = res.value
+        row["seconds"][name] = round(res.seconds, 4)
+        kept = [w for w in res.warnings if not (info.zoo_relative and "zoo-relative" in w)]  # normalised by rank_models
+        if kept:
+            row["warnings"][name] = kept
+    return row, raw
+
+
 def rank_models(models: list[str], data: str, *, scores: list[str] | None = None, layer: str = "penultimate",
                 use_labels: bool = True, pca_dim: Any = None, pool: str = "auto", progress: bool = False,
-                reference_data: str | None = None, seed: int = 0) -> dict:
+                reference_data: str | None = None, seed: int = 0, executor: str = "local",
+                address: str | None = None) -> dict:
     """Score and rank ``models`` on ``data``; returns a record-ready dict (see ``schemas/rank.schema.json``).
 
     ``scores`` may include ``task_relatedness`` / ``task_relatedness_label_free`` (the bound; lower is
     better), which need a reference task: zoo models bring theirs, others need ``reference_data``.
+
+    ``executor``: ``local`` scores the models one after another in this process; ``ray`` runs one Ray
+    task per model (:func:`score_candidate`), connecting to ``address`` if given (see
+    :mod:`transferlens.executors`). The record is the same whichever ran it.
     """
+    from .executors import check_executor, map_tasks
+
+    check_executor(executor, address)
     if len(models) < 1:
         raise UsageError("rank needs at least one --model.")
     if len(set(models)) != len(models):
@@ -119,53 +190,24 @@ def rank_models(models: list[str], data: str, *, scores: list[str] | None = None
     dataset = load_data(data)
     rows: list[dict] = []
     raw: dict[str, dict[str, Any]] = {}
-    for model in models:
-        row: dict[str, Any] = {"model": model, "error": None, "layer": None, "scores": {}, "warnings": {}, "seconds": {}}
+
+    def failed(model: str, exc: BaseException) -> tuple[dict[str, Any], None]:
+        if not isinstance(exc, TransferLensError):  # a bug: raised, as it always was
+            raise exc
+        row = _empty_row(model)
+        row["error"] = str(exc)
+        return row, None
+
+    local = executor == "local"  # in process: the loaded dataset and per-batch progress; remote: the URI
+    results = map_tasks(score_candidate, models, executor=executor, address=address, on_error=failed,
+                        progress=progress and not local,
+                        kwargs={"data": dataset if local else data, "names": names, "layer": layer,
+                                "use_labels": use_labels, "pca_dim": pca_dim, "pool": pool,
+                                "reference_data": reference_data, "seed": seed, "progress": progress and local})
+    for model, (row, model_raw) in zip(models, results):
         rows.append(row)
-        t0 = time.perf_counter()
-        try:
-            ref = resolve_model(model)
-            fs = extract(ref, dataset, f"{layer},last" if ref.kind == "image" else layer, pool=pool, progress=progress)
-        except TransferLensError as exc:
-            row["error"] = str(exc)
-            continue
-        feat_layer = fs.layers[0]
-        row["layer"] = feat_layer
-        row["dim"] = int(fs[feat_layer].shape[1])
-        row["seconds"]["extract"] = round(time.perf_counter() - t0, 3)
-        logits_layer = fs.layers[-1] if len(fs.layers) > 1 and is_logits_layer(fs.layers[-1]) else None
-        source_probs = softmax(fs[logits_layer].astype(np.float64), axis=1) if logits_layer else None
-        raw[model] = {}
-        for name in names:
-            if name in RELATEDNESS_SCORES:
-                try:
-                    value, detail = _relatedness(model, ref, feat_layer, fs, use_labels, name.endswith("label_free"), reference_data, pool, seed)
-                except TransferLensError as exc:
-                    row["warnings"][name] = [f"failed: {exc}"]
-                    continue
-                row["scores"][name] = value
-                row["seconds"][name] = round(float(detail.get("seconds") or 0.0), 3)
-                row.setdefault("relatedness", {})[name] = {k: detail[k] for k in detail if k not in ("B", "D", "head_candidates")}
-                if detail.get("warnings"):
-                    row["warnings"][name] = list(detail["warnings"])
-                continue
-            info = get_score(name)
-            if info.needs_source_probs and source_probs is None:
-                row["warnings"][name] = ["skipped: the model has no source classifier head"]
-                continue
-            try:
-                res = compute_score(name, fs[feat_layer] if info.uses_features else None,
-                                    fs.labels if use_labels else None, source_probs=source_probs,
-                                    pca_dim=pca_dim if info.uses_features else None)
-            except TransferLensError as exc:
-                row["warnings"][name] = [f"failed: {exc}"]
-                continue
-            raw[model][name] = res
-            row["scores"][name] = res.value
-            row["seconds"][name] = round(res.seconds, 4)
-            kept = [w for w in res.warnings if not (info.zoo_relative and "zoo-relative" in w)]  # normalised below
-            if kept:
-                row["warnings"][name] = kept
+        if model_raw is not None:
+            raw[model] = model_raw
     # zoo-relative scores: combine across the models that have them
     for name in names:
         have = [m for m in raw if name in raw[m]]

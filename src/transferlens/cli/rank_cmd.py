@@ -35,13 +35,17 @@ def rank_cmd(
     reference_data: str = typer.Option(None, help="labelled reference task for task_relatedness (zoo models bring their own)"),
     seed: int = typer.Option(0, help="seed of the stochastic scores"),
     out: Path = typer.Option(Path("transferlens-out"), "--out", "-o", help="directory for rank.json and rank.csv"),
+    executor: str = typer.Option("local", help="local (in this process) | ray (one Ray task per model)"),
+    address: str = typer.Option(None, help="Ray cluster for --executor ray: auto, or ray://host:10001 (default: start a local Ray runtime)"),
 ) -> None:
     """Rank candidate models on a target dataset with transferability scores."""
+    from ..executors import check_executor
     from ..ranking import rank_models
 
+    check_executor(executor, address)
     record = rank_models(list(model), data, scores=scores.split(",") if scores else None, layer=layer,
                          use_labels=not no_labels, pca_dim=_pca(pca_dim), progress=show_progress(),
-                         reference_data=reference_data, seed=seed)
+                         reference_data=reference_data, seed=seed, executor=executor, address=address)
     names = record["scores"]
     table = Table(title=f"ranking on {record['data']} ({record['n_samples']} samples, {record['n_classes']} classes)")
     table.add_column("#", justify="right")
