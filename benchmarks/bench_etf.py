@@ -3,7 +3,7 @@
 Usage:
     .venv/bin/python benchmarks/bench_etf.py                 # all variants, batch 128, 5 timed steps
     .venv/bin/python benchmarks/bench_etf.py --steps 3 --batch 128
-    .venv/bin/python benchmarks/bench_etf.py digits --batch 128 --epochs 100   # learned vs ETF head, digits
+    .venv/bin/python benchmarks/bench_etf.py digits --batch 128 --epochs 300   # learned vs ETF head, digits (docs/etf_experiment.md)
 
 Each variant runs in a fresh subprocess so its peak resident memory (ru_maxrss) is its own. Reported: total
 and trainable parameters, peak RSS, RSS growth during training (peak minus RSS after building model, data and
