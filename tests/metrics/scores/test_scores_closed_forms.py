@@ -83,6 +83,21 @@ def test_h_score_equals_explicit_trace_formula(make_planted):
     assert 0.0 <= h_score(f, y) <= 2.0  # tr(Sigma^-1 Sigma_B) <= K - 1
 
 
+def test_h_score_from_streamed_stats_equals_in_memory(make_planted):
+    from transferlens.metrics.scores import h_score_stats
+    from transferlens.metrics.stats import ClassStats
+
+    f, y = make_planted(n=120, d=9, k=4, strength=1.0)
+    streamed, sharded = ClassStats(4, 9), ClassStats(4, 9)
+    for i in range(0, 120, 17):  # uneven batches
+        streamed.update(f[i:i + 17], y[i:i + 17])
+    sharded.update(f[:50], y[:50]).merge(ClassStats(4, 9).update(f[50:], y[50:]))
+    assert h_score_stats(streamed) == pytest.approx(h_score(f, y), rel=1e-10)
+    assert h_score_stats(sharded.compute()) == pytest.approx(h_score(f, y), rel=1e-10)
+    with pytest.raises(InputError, match="ClassStats"):
+        h_score_stats(f)
+
+
 def test_ledoit_wolf_shrinkage_matches_sklearn():
     from sklearn.covariance import ledoit_wolf_shrinkage as sk_lw
 

@@ -15,7 +15,7 @@ etran_energy (label-free), pactran_gaussian (lower is better), knn_accuracy.
 from ._common import UnreliableScoreWarning
 from .etran import etran_components, etran_energy, etran_lda, etran_zoo
 from .gbc import gbc
-from .hscore import h_score, ledoit_wolf_shrinkage, shrinkage_h_score
+from .hscore import h_score, h_score_stats, ledoit_wolf_shrinkage, shrinkage_h_score
 from .knn import knn_accuracy
 from .leep import leep, nce
 from .logme import LogMEFit, logme, logme_fit
@@ -28,7 +28,7 @@ from .transrate import coding_rate, transrate
 
 __all__ = [
     "SCORES", "LogMEFit", "ScoreInfo", "ScoreResult", "UnreliableScoreWarning", "coding_rate", "compute_score",
-    "etran_components", "etran_energy", "etran_lda", "etran_zoo", "gbc", "get_score", "h_score", "knn_accuracy",
+    "etran_components", "etran_energy", "etran_lda", "etran_zoo", "gbc", "get_score", "h_score", "h_score_stats", "knn_accuracy",
     "ledoit_wolf_shrinkage", "leep", "list_scores", "logme", "logme_fit", "nce", "ncti_components", "ncti_zoo",
     "nleep", "pactran_gaussian", "sfda", "shrinkage_h_score", "transrate", "zoo_normalise",
 ]

@@ -35,6 +35,8 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 
+from ...errors import InputError
+from ..stats import ClassStats, ClassSummary
 from ._common import class_means, gram, prepare_labelled, warn_unreliable
 
 
@@ -55,7 +57,28 @@ def h_score(features: Any, labels: Any, *, rcond: float = 1e-15) -> float:
             "use pca_dim='auto' or shrinkage_h_score."
         )
     xc, dev, w = _between_terms(x, y, k)
-    cov = gram(xc) / (n - 1)
+    return _h_from_cov(gram(xc) / (n - 1), dev, w, rcond)
+
+
+def h_score_stats(stats: ClassStats | ClassSummary, *, rcond: float = 1e-15) -> float:
+    """H-score from streamed class statistics (:class:`~transferlens.metrics.stats.ClassStats`): equal to
+    :func:`h_score` on the same data, in O(K·D + D²) memory whatever N (the total covariance and the class
+    means are all it needs)."""
+    s = stats.compute() if isinstance(stats, ClassStats) else stats
+    if not isinstance(s, ClassSummary):
+        raise InputError(f"h_score_stats expects ClassStats or ClassSummary, got {type(stats).__name__}.")
+    present = s.present
+    n = float(s.counts.sum())
+    if int(present.sum()) < 2 or n < 3:
+        raise InputError(f"H-score needs >= 2 classes with samples and N >= 3; got {int(present.sum())} classes, N = {n:g}.")
+    if n <= s.dim:
+        warn_unreliable(f"H-score with N={n:g} <= D={s.dim}: the sample covariance is singular and H saturates near K-1.")
+    dev = s.means[present] - s.global_mean[None, :]
+    return _h_from_cov(s.total_covariance(ddof=1), dev, s.counts[present] / (n - 1), rcond)
+
+
+def _h_from_cov(cov: np.ndarray, dev: np.ndarray, w: np.ndarray, rcond: float) -> float:
+    """sum_c w_c d_c^T cov^+ d_c: Cholesky when cov is well conditioned (pinv == inv), else eigh pseudo-inverse."""
     try:  # well-conditioned covariance: pinv == inv, a Cholesky solve is ~6x cheaper than eigh
         chol = scipy.linalg.cholesky(cov, lower=True, check_finite=False)
         piv = np.diag(chol) ** 2
