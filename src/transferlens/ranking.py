@@ -6,9 +6,11 @@ the scores that need source probabilities (LEEP, NCE); compute every requested s
 zoo-relative scores (NCTI, ETran) across the models; rank the models by each score.
 
 The combined recommendation is the mean rank (a Borda count) over ``COMBINED_SCORES``. Mean ranks are
-scale-free, so scores with different units combine without tuning. This default is provisional: the
-zoo benchmark (``transferlens bench scores``) is what should choose it, picked on half of the targets
-and reported on the other half.
+scale-free, so scores with different units combine without tuning. ``COMBINED_SCORES`` is what the zoo
+benchmark (``transferlens bench scores``, ``benchmarks/results/zoo/bench_scores.json``) chose on half of
+its targets: NCTI, PACTran (Gaussian) and kNN accuracy, mean weighted τ 0.66 there and 0.61 on the other
+half, where NCTI alone reached 0.71 (see docs/zoo.md; a test keeps the two in sync). When no candidate has
+any of them (e.g. a text model scored layer by layer, where NCTI is constant), every computed score counts.
 
 A model that cannot be loaded, or a score that fails on it, is recorded with its error and the others
 go on.
@@ -25,14 +27,17 @@ from scipy.special import softmax
 from scipy.stats import rankdata
 
 from .data import load_data
-from .errors import TransferLensError, UsageError
+from .errors import InputError, TransferLensError, UsageError
 from .features import extract
 from .metrics.scores import compute_score, get_score, list_scores, zoo_normalise
+from .metrics.scores._common import MIN_PER_CLASS
 from .models import resolve_model
+from .validation import check_class_counts
 
 RELATEDNESS_SCORES = ("task_relatedness", "task_relatedness_label_free")  # lower is better; need a reference task
-DEFAULT_SCORES = ("logme", "leep", "nce", "h_score", "shrinkage_h_score", "gbc", "transrate", "sfda", "ncti", "etran", "knn_accuracy")
-COMBINED_SCORES = ("logme", "shrinkage_h_score", "gbc", "knn_accuracy")
+DEFAULT_SCORES = ("logme", "leep", "nce", "h_score", "shrinkage_h_score", "gbc", "transrate", "sfda", "ncti", "etran",
+                  "pactran_gaussian", "knn_accuracy")
+COMBINED_SCORES = ("ncti", "pactran_gaussian", "knn_accuracy")  # chosen by `transferlens bench scores`
 _HEAD_NAMES = {"fc", "head", "classifier"}
 
 
@@ -188,6 +193,12 @@ def rank_models(models: list[str], data: str, *, scores: list[str] | None = None
         if not use_labels and info.needs_labels:
             raise UsageError(f"score {name!r} needs labels; without labels use {', '.join(list_scores(label_free=True))}.")
     dataset = load_data(data)
+    if use_labels:  # what every labelled score needs, checked once before any model is loaded
+        try:
+            check_class_counts(dataset.labels, min_per_class=MIN_PER_CLASS, class_names=dataset.class_names)
+        except InputError as exc:
+            raise InputError(f"{dataset.uri}: {exc} Labelled scores need >= {MIN_PER_CLASS} samples in each of >= 2 "
+                             "classes (or rank with --no-labels).") from None
     rows: list[dict] = []
     raw: dict[str, dict[str, Any]] = {}
 
@@ -212,25 +223,32 @@ def rank_models(models: list[str], data: str, *, scores: list[str] | None = None
     for name in names:
         have = [m for m in raw if name in raw[m]]
         if have and _zoo_relative(name):
-            values = zoo_normalise(name, [raw[m][name] for m in have])
+            with warnings.catch_warnings(record=True) as caught:  # e.g. a zoo of one model: kept in the rows
+                warnings.simplefilter("always")
+                values = zoo_normalise(name, [raw[m][name] for m in have])
             for m, v in zip(have, values):
-                next(r for r in rows if r["model"] == m)["scores"][name] = float(v)
-    _add_ranks(rows, names)
+                row = next(r for r in rows if r["model"] == m)
+                row["scores"][name] = float(v)
+                if caught:
+                    row["warnings"].setdefault(name, []).extend(str(w.message) for w in caught)
+    combined = _add_ranks(rows, names)
     ok = [r for r in rows if r["error"] is None]
     ranked = sorted(ok, key=lambda r: (r.get("combined_rank") is None, r.get("combined_rank") or 0.0))
+    scored = [r for r in ranked if r.get("combined_rank") is not None]  # a model without any score is never recommended
     return {
         "data": dataset.uri, "n_samples": len(dataset), "n_classes": dataset.n_classes, "layer_request": layer,
         "pool": pool, "labels_used": use_labels, "pca_dim": pca_dim, "scores": names,
-        "combined": {"method": "mean rank (Borda) over scores", "scores": [s for s in COMBINED_SCORES if s in names] or names},
+        "combined": {"method": "mean rank (Borda) over scores", "scores": combined},
         "zoo_relative": [n for n in names if _zoo_relative(n)],
         "higher_is_better": {n: _higher_is_better(n) for n in names},
-        "ranking": [r["model"] for r in ranked], "recommended": ranked[0]["model"] if ranked else None,
+        "ranking": [r["model"] for r in ranked], "recommended": scored[0]["model"] if scored else None,
         "models": rows,
     }
 
 
-def _add_ranks(rows: list[dict], names: list[str]) -> None:
-    """Per-score ranks (1 = best) among the models that have the score, and the combined mean rank."""
+def _add_ranks(rows: list[dict], names: list[str]) -> list[str]:
+    """Per-score ranks (1 = best) among the models that have the score, and the combined mean rank over
+    ``COMBINED_SCORES``, or over every score when no model has one of those; returns the scores combined."""
     for name in names:
         have = [r for r in rows if name in r["scores"] and np.isfinite(r["scores"][name])]
         if not have:
@@ -239,8 +257,9 @@ def _add_ranks(rows: list[dict], names: list[str]) -> None:
         ranks = rankdata([sign * r["scores"][name] for r in have], method="average")
         for r, k in zip(have, ranks):
             r.setdefault("ranks", {})[name] = float(k)
-    combined = [s for s in COMBINED_SCORES if s in names] or names
+    combined = [s for s in COMBINED_SCORES if s in names and any(s in r.get("ranks", {}) for r in rows)] or list(names)
     for r in rows:
         got = [r.get("ranks", {}).get(s) for s in combined]
         got = [g for g in got if g is not None]
         r["combined_rank"] = float(np.mean(got)) if got else None
+    return combined

@@ -150,3 +150,22 @@ def test_bench_on_tiny_zoo(tiny_home, monkeypatch, tmp_path):
     assert set(result["combined"]["scores"]) <= {"logme", "knn_accuracy", "leep"}
     jpath, mpath = bench.write_bench(result, tmp_path)
     assert "| logme |" in mpath.read_text() and json.loads(jpath.read_text())["format"] == bench.FORMAT
+
+
+def test_rank_default_combination_is_the_one_the_committed_benchmark_chose():
+    """ranking.COMBINED_SCORES must be what `transferlens bench scores` chose on the selection targets
+    (benchmarks/results/zoo/bench_scores.json); re-running the bench with a new result must update both."""
+    import json
+    from pathlib import Path
+
+    from transferlens.ranking import COMBINED_SCORES, DEFAULT_SCORES
+    from transferlens.zoo.bench import NOT_COMBINABLE, REPORT_TARGETS, SELECTION_TARGETS, choose_combination
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "zoo" / "bench_scores.json"
+    committed = json.loads(path.read_text())
+    assert tuple(committed["combined"]["scores"]) == COMBINED_SCORES
+    assert set(COMBINED_SCORES) <= set(DEFAULT_SCORES) and not set(COMBINED_SCORES) & set(NOT_COMBINABLE)
+    assert committed["selection_targets"] == list(SELECTION_TARGETS) and committed["report_targets"] == list(REPORT_TARGETS)
+    again = choose_combination(committed)  # the rule, re-applied to the committed per-target scores
+    assert again["scores"] == committed["combined"]["scores"]
+    assert again["report_weighted_tau"] == committed["combined"]["report_weighted_tau"]

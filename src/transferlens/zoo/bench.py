@@ -13,7 +13,12 @@ targets) from the target's train set; each ranking is compared with each ground 
 Scores where lower is better (the task-relatedness bounds) are negated first. The combined
 recommendation of ``rank`` (a mean rank over a set of scores) is **chosen on the selection half of the
 targets** (``SELECTION_TARGETS``, fixed in advance) by mean weighted τ against the primary ground truth
-(fine-tuning accuracy where it exists, else linear-probe accuracy) and **reported on the other half**.
+(fine-tuning accuracy where it exists, else linear-probe accuracy) and **reported on the other half**. Only
+scores cheap enough for ``rank``'s default take part (``NOT_COMBINABLE``: the task-relatedness bounds);
+what the rule picks without that restriction is recorded too (``combined_unrestricted``).
+
+Text targets: each layer of the text encoder is scored in its own ``rank_models`` call, so the zoo-relative
+scores (NCTI, ETran) are constant there and count as not available.
 """
 
 from __future__ import annotations
@@ -154,6 +159,7 @@ def run_bench(ground_truth: dict, scores: list[str] | None = None, targets: list
               "report_targets": [t for t in REPORT_TARGETS if t in per_target]}
     result["averages"] = average_metrics(result)
     result["combined"] = choose_combination(result)
+    result["combined_unrestricted"] = choose_combination(result, exclude=())  # for the record: what cost-blind selection picks
     return result
 
 
@@ -180,12 +186,17 @@ def _mean_wtau(result: dict, names: tuple[str, ...], targets: list[str]) -> floa
     return float(np.nanmean(taus)) if taus and np.isfinite(taus).any() else float("nan")
 
 
-def choose_combination(result: dict) -> dict[str, Any]:
-    """Pick the mean-rank combination (up to ``MAX_COMBINATION`` scores) on the selection targets."""
+#: Left out of the combined recommendation: the task-relatedness bounds cost 30-50 s per candidate (every
+#: other score < 1.1 s), so ``rank`` computes them only on request and its default cannot depend on them.
+NOT_COMBINABLE = ("task_relatedness", "task_relatedness_label_free")
+
+
+def choose_combination(result: dict, exclude: tuple[str, ...] = NOT_COMBINABLE) -> dict[str, Any]:
+    """Pick the mean-rank combination (up to ``MAX_COMBINATION`` scores, none of ``exclude``) on the selection targets."""
     sel, rep = result["selection_targets"], result["report_targets"]
     if not sel:
         return {}
-    usable = [s for s in result["scores"] if all(np.isfinite(result["targets"][t]["scores"][s]).sum() >= 3 for t in sel if t in result["targets"] and TARGETS[t].modality == "image")]
+    usable = [s for s in result["scores"] if s not in exclude and all(np.isfinite(result["targets"][t]["scores"][s]).sum() >= 3 for t in sel if t in result["targets"] and TARGETS[t].modality == "image")]
     best, best_tau = None, -np.inf
     for k in range(1, MAX_COMBINATION + 1):
         for combo in itertools.combinations(usable, k):
@@ -203,6 +214,7 @@ def choose_combination(result: dict) -> dict[str, Any]:
         "best_single_on_report": best_single_rep, "best_single_report_weighted_tau": singles_rep.get(best_single_rep, float("nan")) if best_single_rep else float("nan"),
         "single_scores_selection": singles_sel, "single_scores_report": singles_rep,
         "truth": "primary (fine-tuning accuracy; linear probe for text targets)", "max_combination": MAX_COMBINATION,
+        "excluded": list(exclude),
     }
 
 
@@ -233,7 +245,12 @@ def markdown(result: dict) -> str:
                   f"**{', '.join(c['scores'])}** (selection wτ {f(c['selection_weighted_tau'])}); on the report targets "
                   f"{', '.join(result['report_targets'])} its mean wτ is **{f(c['report_weighted_tau'])}**, against "
                   f"{f(c['its_report_weighted_tau'])} for the best single score on the selection half ({c['best_single_on_selection']}) "
-                  f"and {f(c['best_single_report_weighted_tau'])} for the best single score on the report half itself ({c['best_single_on_report']})."]
+                  f"and {f(c['best_single_report_weighted_tau'])} for the best single score on the report half itself ({c['best_single_on_report']})."
+                  + (f" Excluded from the combination: {', '.join(c['excluded'])} (cost)." if c.get("excluded") else "")]
+    u = result.get("combined_unrestricted") or {}
+    if u and u.get("scores") != c.get("scores"):
+        lines += ["", f"Without that exclusion the same rule picks **{', '.join(u['scores'])}** (selection wτ "
+                  f"{f(u['selection_weighted_tau'])}, report wτ {f(u['report_weighted_tau'])})."]
     return "\n".join(lines) + "\n"
 
 
