@@ -1,7 +1,11 @@
 """Atomic file writes and versioned JSON records.
 
 Every artefact is written to a temporary file in the destination directory and moved into place with
-``os.replace``, so a crash (even SIGKILL) never leaves a half-written file under the final name.
+``os.replace``, so a crash (even SIGKILL) never leaves a half-written file under the final name. The file
+gets the permissions of a normal ``open()`` (0666 minus the umask, not ``mkstemp``'s 0600), so a shared
+cache or a report stays readable by others. A temporary left by a killed writer (``.NAME.*.tmp``) is removed
+by the next write of NAME once it is older than :data:`STALE_TMP_SECONDS` (younger ones may belong to a
+concurrent writer).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import datetime as _dt
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,15 +36,57 @@ def ensure_writable_dir(path: str | os.PathLike) -> Path:
     return p
 
 
+def check_writable_dir(path: str | os.PathLike) -> Path:
+    """Fail early, creating nothing, when ``path`` could not be created or written: its nearest existing
+    ancestor must be a writable directory. Commands call it before their work, so a bad ``--out`` costs nothing."""
+    p = Path(path)
+    existing = p
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise CacheError(f"cannot create directory {p}: {existing} is a file, not a directory; choose another --out.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise CacheError(f"cannot create directory {p}: {existing} is not writable; choose another --out.")
+    return p
+
+
+#: a writer's temporary file older than this is taken as left behind by a killed process
+STALE_TMP_SECONDS = 3600.0
+
+
+_UMASK: int | None = None
+
+
+def _umask() -> int:
+    """The process umask (read once: ``os.umask`` can only be read by setting it)."""
+    global _UMASK
+    if _UMASK is None:
+        _UMASK = os.umask(0o022)
+        os.umask(_UMASK)
+    return _UMASK
+
+
+def _remove_stale_temporaries(dest: Path) -> None:
+    cutoff = time.time() - STALE_TMP_SECONDS
+    for tmp in dest.parent.glob(f".{dest.name}.*.tmp"):
+        try:
+            if tmp.stat().st_mtime < cutoff:
+                tmp.unlink()
+        except OSError:  # already gone (another writer cleaned it) or not ours to remove
+            pass
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_path)`` then atomically rename the temporary file to ``path``."""
     dest = Path(path)
     ensure_writable_dir(dest.parent)
+    _remove_stale_temporaries(dest)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         write(tmp_path)
+        os.chmod(tmp_path, 0o666 & ~_umask())
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, dest)

@@ -34,7 +34,8 @@ def as_float_matrix(x: Any, name: str = "features", dtype: type = np.float64) ->
     if not np.isfinite(arr).all():
         bad = int((~np.isfinite(arr)).any(axis=1).sum())
         raise InputError(
-            f"{name} contain NaN or Inf in {bad} of {arr.shape[0]} rows; drop or impute those samples."
+            f"{name} contain NaN or Inf in {bad} of {arr.shape[0]} rows (values must be finite); "
+            "drop or impute those samples."
         )
     return arr
 
@@ -87,12 +88,40 @@ def check_features_labels(
     """
     arr = as_float_matrix(x, name=name)
     lab = as_labels(y, n_samples=arr.shape[0])
-    k = int(lab.max()) + 1 if n_classes is None else int(n_classes)
-    if lab.max() >= k:
-        raise InputError(f"labels must be < n_classes={k}, found {lab.max()}.")
-    counts = np.bincount(lab, minlength=k)
+    k = check_class_counts(lab, min_classes=min_classes, min_per_class=min_per_class, n_classes=n_classes)
+    return arr, lab, k
+
+
+def check_class_counts(
+    labels: np.ndarray,
+    *,
+    min_classes: int = 2,
+    min_per_class: int = 1,
+    n_classes: int | None = None,
+    class_names: list[str] | None = None,
+) -> int:
+    """Check int labels (from :func:`as_labels`) class by class and return ``K``.
+
+    ``K`` is ``n_classes`` (or ``len(class_names)``) when given, else ``max(labels) + 1``; every class in
+    ``0..K-1`` must be present with at least ``min_per_class`` samples. With ``class_names`` (the classes of
+    a data source) messages name the classes instead of their indices.
+    """
+    if labels.size == 0:
+        raise InputError("labels is empty; pass at least one labelled sample.")
+    if n_classes is None and class_names is not None:
+        n_classes = len(class_names)
+    k = int(labels.max()) + 1 if n_classes is None else int(n_classes)
+    if labels.max() >= k:
+        raise InputError(f"labels must be < n_classes={k}, found {labels.max()}.")
+    counts = np.bincount(labels, minlength=k)
+
+    def named(idx: np.ndarray) -> list:
+        return idx[:10].tolist() if class_names is None else [class_names[i] for i in idx[:10]]
+
     missing = np.flatnonzero(counts == 0)
     if missing.size:
+        if class_names is not None:
+            raise InputError(f"class(es) {named(missing)} have no sample; select the classes present with ?classes=...")
         raise InputError(
             f"labels are not contiguous: class(es) {missing[:10].tolist()} of 0..{k - 1} have no sample; "
             "re-encode them with transferlens.validation.encode_labels(labels)."
@@ -102,10 +131,20 @@ def check_features_labels(
     small = np.flatnonzero(counts < min_per_class)
     if small.size:
         raise InputError(
-            f"class(es) {small[:10].tolist()} have fewer than {min_per_class} samples "
+            f"class(es) {named(small)} have fewer than {min_per_class} samples "
             f"(counts {counts[small[:10]].tolist()}); collect more samples or drop those classes."
         )
-    return arr, lab, k
+    return k
+
+
+def check_not_constant(x: np.ndarray, name: str = "features") -> np.ndarray:
+    """Return ``x`` (2-D) unless every column is constant (zero variance), which carries no information."""
+    if x.shape[0] > 1 and not np.any(x.max(axis=0) > x.min(axis=0)):
+        raise InputError(
+            f"{name} are constant (every one of the {x.shape[1]} dimensions has zero variance over the "
+            f"{x.shape[0]} samples); they carry no information: check the layer (dead units?) and the extraction."
+        )
+    return x
 
 
 def encode_labels(y: Any) -> tuple[np.ndarray, list]:

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from ..errors import UsageError
-from ..io import atomic_write
+from ..io import atomic_write, check_writable_dir
 from .common import console, friendly, show_progress
 
 
@@ -27,6 +27,8 @@ def extract_cmd(
     """Extract features of every requested layer in one forward pass per batch (cached)."""
     if out is not None and out.suffix not in (".safetensors", ".npz"):
         raise UsageError(f"--out must end in .safetensors or .npz, got {out.name!r}.")
+    if out is not None:
+        check_writable_dir(out.parent)
     from ..features import extract
 
     fs = extract(model, data, layers, pool=pool, size=size, batch_size=batch_size, cache=not no_cache, progress=show_progress())

@@ -38,8 +38,11 @@ def finetune_cmd(
     """Fine-tune a model with a robust method; per-epoch loss and validation accuracy, ID test and OOD accuracy."""
     from ..finetune.loop import run_finetune
     from ..finetune.methods import method_options, parse_option
+    from ..io import check_writable_dir
 
     method_options(method, {})  # an unknown method fails here, before anything is loaded
+    if out is not None:
+        check_writable_dir(out)
     kwargs = dict(parse_option(method, text) for text in option)
     main = int(os.environ.get("RANK", "0")) == 0
     rec = run_finetune(model, data, method, val=val, test=test, ood=ood, epochs=epochs, lr=lr, batch_size=batch_size,

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from ..io import write_record
+from ..io import check_writable_dir, write_record
 from .common import console, friendly, show_progress
 
 
@@ -29,6 +29,7 @@ def geometry_cmd(
     """Neural collapse, ranks, few-shot NCC accuracy and geometric complexity of every layer."""
     from ..geometry.report import geometry_report
 
+    check_writable_dir(out)
     record = geometry_report(model, data, layers, pool=pool, n_way=ways, k_shot=shots, n_episodes=episodes,
                              gc_samples=gc_samples, gc_probes=gc_probes, seed=seed, size=size, progress=show_progress())
     table = Table(title=f"geometry of {record['model']} on {record['data']} ({record['n_samples']} samples, {record['n_classes']} classes)")

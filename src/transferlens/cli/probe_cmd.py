@@ -37,13 +37,15 @@ def probe_cmd(
     no_cache: bool = typer.Option(False, "--no-cache", help="recompute features even if cached"),
 ) -> None:
     """Probe every layer on ID and OOD data: accuracies, % OOD retained, Pearson, alignment, tunnel, rank, NC1."""
-    from ..io import write_record
+    from ..io import check_writable_dir, write_record
     from ..probe.analysis import probe_layers
 
     if probe not in PROBES:
         raise UsageError(f"--probe must be one of {', '.join(PROBES)}, got {probe!r}.")
     if not 0 < test_fraction < 1 or not 0 < val_fraction < 1:
         raise UsageError("--test-fraction and --val-fraction must be in (0, 1).")
+    if out is not None:
+        check_writable_dir(out)
     res = probe_layers(model, data, ood, layers, id_test=test, test_fraction=test_fraction, pool=pool, size=size,
                        probe=probe, val_fraction=val_fraction, seed=seed, blas_threads=threads or None, batch_size=batch_size, cache=not no_cache,
                        progress=show_progress())

@@ -10,7 +10,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from ..io import atomic_write_text, write_record
+from ..errors import TransferLensError
+from ..io import atomic_write_text, check_writable_dir, write_record
 from .common import console, friendly, show_progress
 
 log = logging.getLogger("transferlens")
@@ -22,6 +23,12 @@ def _pca(value: str | None):
     if value == "auto":
         return "auto"
     return float(value) if "." in value else int(value)
+
+
+def _why_unscored(row: dict) -> str:
+    """Why a model row has no combined rank: its error, else its first failed or skipped score."""
+    failures = [m for msgs in row["warnings"].values() for m in msgs if m.startswith(("failed", "skipped"))]
+    return row["error"] or (failures or ["no score of the combined ranking"])[0]
 
 
 @friendly
@@ -43,9 +50,13 @@ def rank_cmd(
     from ..ranking import rank_models
 
     check_executor(executor, address)
+    check_writable_dir(out)
     record = rank_models(list(model), data, scores=scores.split(",") if scores else None, layer=layer,
                          use_labels=not no_labels, pca_dim=_pca(pca_dim), progress=show_progress(),
                          reference_data=reference_data, seed=seed, executor=executor, address=address)
+    if record["recommended"] is None:  # nothing to rank: an error, and no rank.json that looks like a result
+        reasons = "; ".join(f"{r['model']}: {_why_unscored(r)}" for r in record["models"])
+        raise TransferLensError(f"no candidate could be scored on {record['data']}: {reasons}")
     names = record["scores"]
     table = Table(title=f"ranking on {record['data']} ({record['n_samples']} samples, {record['n_classes']} classes)")
     table.add_column("#", justify="right")

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError, UsageError
+from ..errors import DataError, InputError, UsageError
 from ..uri import URI
+from ..validation import as_float_matrix
 from .base import Dataset, fingerprint_files
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
@@ -107,14 +108,15 @@ def build_npz(uri: URI) -> Dataset:
             names = [str(n) for n in data["class_names"]] if "class_names" in data else None
     except (ValueError, OSError, EOFError) as exc:
         raise DataError(f"npz:{uri.path}: cannot read ({exc}); is it a NumPy .npz file?") from None
-    if feats.ndim != 2 or feats.shape[0] != raw_labels.shape[0]:
+    try:  # numeric, 2-D, at least one sample and one feature, no NaN/Inf
+        feats = as_float_matrix(feats, name=f"npz:{uri.path}: features", dtype=np.float32)
+    except InputError as exc:
+        raise DataError(str(exc)) from None
+    if raw_labels.ndim != 1 or feats.shape[0] != raw_labels.shape[0]:
         raise DataError(f"npz:{uri.path}: features {feats.shape} and labels {raw_labels.shape} do not match (N, D) and (N,).")
-    if feats.dtype.kind not in "biuf" or not np.isfinite(feats).all():
-        raise DataError(f"npz:{uri.path}: features must be finite numbers.")
     classes_found, labels = np.unique(raw_labels, return_inverse=True)
     if names is None or len(names) != classes_found.size:
         names = [str(c) for c in classes_found]
-    feats = feats.astype(np.float32)
     return Dataset(
         uri=str(uri), kind="features", ids=np.arange(feats.shape[0]), labels=labels.astype(np.int64),
         class_names=names, loader=lambda ids: feats[ids], fingerprint=fingerprint_files([str(path)]),

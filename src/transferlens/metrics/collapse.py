@@ -81,6 +81,13 @@ def _checked_summary(data: Any, labels: Any, n_classes: int | None, min_per_clas
             "spreads are noisy, so collapse measures are unreliable.",
             stacklevel=3,
         )
+    if s.n_samples <= s.dim:
+        warnings.warn(
+            f"only {s.n_samples} samples for {s.dim} dimensions (N <= D): class means of even pure noise are far "
+            "apart relative to the within-class spread along them, so collapse measures are biased towards "
+            "collapse; compare only at equal N and D, or reduce D (e.g. PCA) first.",
+            stacklevel=3,
+        )
     return s
 
 

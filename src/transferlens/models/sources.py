@@ -24,6 +24,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -132,6 +133,8 @@ def _apply_weights(module: torch.nn.Module, path: Path, uri: str) -> None:
 def _image_params(uri: URI) -> tuple[bool, int, int | None, int, Path | None]:
     uri.check_params({"pretrained", "seed", "size", "channels", "weights"})
     weights = Path(uri.params["weights"]).expanduser() if "weights" in uri.params else None
+    if weights is not None and not weights.is_file():
+        raise ModelError(f"{uri}: weights file {weights} does not exist.")
     pretrained = uri.get_bool("pretrained", weights is None)
     channels = uri.get_int("channels", 3)
     if channels not in (1, 3):
@@ -318,14 +321,17 @@ def resolve_file(uri: URI) -> ModelRef:
 
         if arch is None:
             try:
-                module = torch.jit.load(str(path), map_location="cpu")
+                with warnings.catch_warnings():  # torch deprecates TorchScript; loading it is still what file: does
+                    warnings.simplefilter("ignore", FutureWarning)
+                    module = torch.jit.load(str(path), map_location="cpu")
             except Exception as exc:
                 raise ModelError(
                     f"file:{uri.path} is not a TorchScript file ({str(exc).splitlines()[0][:120]}); for a state dict "
                     "name its architecture: file:PATH?arch=timm:resnet18"
                 ) from None
             return HookedImageModel(str(uri), module, ImageSpec(size or 224, channels))
-        arch_ref = resolve_model(arch if "?" in arch else f"{arch}?pretrained=false")
+        random_init = "?" not in arch and arch.split(":", 1)[0].strip().lower() in ("timm", "torchvision", "hf", "st")
+        arch_ref = resolve_model(f"{arch}?pretrained=false" if random_init else arch)  # zoo: has no such parameter
         model = arch_ref.load()
         if size is not None:
             model.spec = ImageSpec(size, model.spec.channels)

@@ -190,13 +190,14 @@ def select_alpha(
     lam, vec = np.linalg.eigh(ne.gram)
     lam = np.clip(lam, 0.0, None)
     if relative:
-        grid = grid * max(float(lam.mean()), np.finfo(np.float64).tiny)
+        grid = grid * (float(lam.mean()) if lam.mean() > 0 else 1.0)  # constant features: Λ = 0, keep α as given
     proj = ((xv - ne.mean) / ne.scale) @ vec  # (n_val, D)
     q = vec.T @ ne.cross  # (D, K)
     onehot = np.eye(s.n_classes)[yv]
     acc = np.empty(grid.size)
     mse = np.empty(grid.size)
-    floor = lam.max(initial=0.0) * lam.shape[0] * np.finfo(np.float64).eps
+    # never 0: with constant features (Λ = 0) and α = 0, 1/(Λ+α) would divide by zero (the probe then predicts from ȳ)
+    floor = max(lam.max(initial=0.0) * lam.shape[0] * np.finfo(np.float64).eps, np.finfo(np.float64).tiny)
     for i, a in enumerate(grid):
         inv = np.where(lam + a > floor, 1.0 / np.maximum(lam + a, floor), 0.0)  # α=0: pseudo-inverse
         scores = (proj * inv) @ q + ne.ybar

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import UsageError
-from ._common import prepare_labelled
+from ._common import prepare_labelled, warn_unreliable
 
 
 def knn_accuracy(
@@ -47,6 +47,12 @@ def knn_accuracy(
     kk = int(min(k, n - 1))
     if kk < 1:
         raise UsageError(f"k must be >= 1, got {k}")
+    if kk >= n - 1:
+        warn_unreliable(
+            f"k-NN with k={k} >= N-1={n - 1}: every other sample votes, so the leave-one-out vote is biased "
+            "against the held-out sample's own class (balanced classes and uninformative features score 0, "
+            "not chance); use k well below N."
+        )
     if metric == "cosine":
         norms = np.linalg.norm(x, axis=1, keepdims=True)
         xs = (x / np.where(norms > 0, norms, 1.0)).astype(np.float32)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import InputError, UsageError
-from ...validation import check_features_labels
+from ...validation import as_labels, check_class_counts, check_features_labels, check_not_constant
 from ._common import MIN_PER_CLASS, auto_pca_dim, check_class_sizes, pca_project, prepare_features
 from .etran import etran_components, etran_energy, etran_unnormalised, etran_zoo
 from .gbc import gbc
@@ -200,7 +200,8 @@ def compute_score(
     ``pca_dim``: reduce the features by exact PCA first -- an int (dimensions), a float in (0, 1)
     (fraction of variance), ``'auto'`` (about N/10 dimensions, at least K, only when that is below D) or
     ``None``. ``options`` are passed to the score function (see ``SCORES[name].options``).
-    Raises :class:`InputError` for unusable arrays and :class:`UsageError` for a wrong call.
+    Raises :class:`InputError` for unusable arrays (including constant features, which carry no information)
+    and :class:`UsageError` for a wrong call.
     """
     info = get_score(name)
     bad = sorted(set(options) - set(info.options))
@@ -218,14 +219,16 @@ def compute_score(
     start = time.perf_counter()
     notes: list[str] = []
     x = prepare_features(features) if features is not None else None
+    if x is not None and info.uses_features:
+        check_not_constant(x)
     y = None
     k = None
     if labels is not None and info.needs_labels:
         if x is not None:
             x, y, k = check_features_labels(x, labels, min_per_class=MIN_PER_CLASS)
         else:
-            n_lab = np.shape(labels)[0] if np.ndim(labels) >= 1 and np.shape(labels)[0] > 0 else 1
-            _, y, k = check_features_labels(np.zeros((n_lab, 1)), labels, min_per_class=MIN_PER_CLASS)
+            y = as_labels(labels)
+            k = check_class_counts(y, min_per_class=MIN_PER_CLASS)
     n = x.shape[0] if x is not None else (y.shape[0] if y is not None else 0)
     d_in = x.shape[1] if x is not None else None
     used_options = dict(options)
