@@ -22,6 +22,18 @@ DATA = "builtin:digits-uci?n_per_class=10"
 SCORES = ["logme", "leep", "nce", "h_score", "gbc", "transrate", "ncti", "etran", "knn_accuracy"]
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Ray tasks run torch with 1 thread (num_cpus=1); the in-process comparison does the same, so that
+    float reductions happen in the same order and the records can be compared exactly."""
+    import torch
+
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(prev)
+
+
 def _home(root, name):
     """A fresh TRANSFERLENS_HOME with the session's extracted data linked in."""
     home = root / name
@@ -155,3 +167,27 @@ def test_worker_env_passes_the_cache_home(monkeypatch):
     monkeypatch.setenv("UNRELATED_SECRET", "x")
     env = worker_env()
     assert env["TRANSFERLENS_HOME"] == "/some/shared/home" and "UNRELATED_SECRET" not in env
+
+
+def test_zoo_evaluate_on_ray_equals_local(ray_runtime, tmp_path, monkeypatch):
+    """``evaluate_zoo(executor="ray")``: one task per (model, target) pair, the same unit records as in process."""
+    from transferlens.zoo import evaluate
+    from transferlens.zoo.evaluate import Protocol
+    from transferlens.zoo.targets import Target
+
+    uci = "builtin:digits-uci?classes=0-3"
+    target = Target("ray-uci", "cross-domain", "image", f"{uci}&split=train&n_per_class=10", f"{uci}&split=test&n_per_class=6",
+                    (f"shift:blur:3:{uci}&split=test&n_per_class=6",), "test target")
+    monkeypatch.setitem(evaluate.TARGETS, target.name, target)  # the driver plans; the workers get the Target itself
+    protocol = Protocol(seeds=(0, 1), finetune_epochs=1, finetune_lrs=(1e-3,), probe_C=(1.0,))
+    models = ["mlp-g50-s16", "vgg-g50-s16"]
+
+    def stable(recs):
+        return sorted((json.dumps({k: v for k, v in r.items() if k != "seconds"}, sort_keys=True) for r in recs))
+
+    remote = evaluate.evaluate_zoo(models, [target.name], protocol, root=tmp_path / "ray", executor="ray")
+    local = evaluate.evaluate_zoo(models, [target.name], protocol, root=tmp_path / "local")
+    assert len(remote) == len(local) == 4
+    assert stable(remote) == stable(local)
+    assert sorted(p.relative_to(tmp_path / "ray") for p in (tmp_path / "ray").rglob("*.json")) == \
+        sorted(p.relative_to(tmp_path / "local") for p in (tmp_path / "local").rglob("*.json"))

@@ -70,12 +70,17 @@ def evaluate_cmd(
     epochs: int = typer.Option(None, "--finetune-epochs", min=1, help="override the protocol's fine-tuning epochs"),
     shard: str = typer.Option("0/1", "--shard", help="i/n: evaluate every n-th (model, target) pair from i, for parallel processes"),
     out: Path = typer.Option(Path("zoo-ground-truth"), "--out", help="folder for ground_truth.json / .csv"),
+    executor: str = typer.Option("local", help="local (in this process) | ray (one Ray task per model x target pair)"),
+    address: str = typer.Option(None, help="Ray cluster for --executor ray: auto, or ray://host:10001 (default: a local Ray runtime)"),
 ) -> None:
     """Ground truth: linear-probe, few-shot NCC and fine-tuning accuracy (ID and OOD) of every model x target."""
     from dataclasses import replace
 
+    from ..executors import check_executor
+
     from ..zoo.evaluate import Protocol, evaluate_zoo, ground_truth_table, write_table
 
+    check_executor(executor, address)
     protocol = Protocol(seeds=tuple(range(seeds)))
     if epochs is not None:
         protocol = replace(protocol, finetune_epochs=epochs)
@@ -91,7 +96,8 @@ def evaluate_cmd(
         def report(what: str, done: int, total: int) -> None:
             bar.update(task, description=what, completed=done, total=total)
 
-        records = evaluate_zoo(model or None, target or None, protocol, progress=report, shard=(index, count))
+        records = evaluate_zoo(model or None, target or None, protocol, progress=report, shard=(index, count),
+                               executor=executor, address=address)
     jpath, cpath = write_table(ground_truth_table(records), out)
     console.print(f"{len(records)} results ({len(records) // max(1, len(protocol.seeds))} model x target pairs) -> {cpath}, {jpath}, {out / 'ground_truth.md'}")
 

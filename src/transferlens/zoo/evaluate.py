@@ -235,15 +235,18 @@ def evaluate_candidate(cand: Candidate, target: Target, protocol: Protocol, seed
 
 def evaluate_zoo(models: list[str] | None = None, targets: list[str] | None = None, protocol: Protocol | None = None,
                  root: Path | None = None, progress: Callable[[str, int, int], None] | None = None,
-                 shard: tuple[int, int] = (0, 1)) -> list[dict]:
+                 shard: tuple[int, int] = (0, 1), executor: str = "local", address: str | None = None) -> list[dict]:
     """Evaluate every zoo model (or ``models``) on every target (or ``targets``); returns all unit records.
 
     ``shard=(i, n)`` takes every n-th (candidate, target) pair from the i-th, so that n processes can
     share the work; any process can afterwards assemble the whole table from the cached results.
+    ``executor="ray"`` runs one Ray task per (candidate, target) pair (:mod:`transferlens.executors`);
+    the results are the same files as the local executor's.
     """
-    from ..models import resolve_model
+    from ..executors import check_executor, map_tasks
     from . import registry
 
+    check_executor(executor, address)
     protocol = protocol or Protocol()
     root = root or eval_root()
     zoo_models = models if models else [m for m in registry.list_built() if not m.startswith("tiny-")] or registry.list_built()
@@ -255,26 +258,42 @@ def evaluate_zoo(models: list[str] | None = None, targets: list[str] | None = No
     chosen = [TARGETS[t] for t in (targets or TARGETS)]
     plan = [(c, t) for t in chosen for c in candidates_for(t, zoo_models)]
     plan = plan[shard[0]::shard[1]]
-    records: list[dict] = []
+    data_fp = {t.name: target_fingerprint(t) for t in {t.name: t for _, t in plan}.values()}
     done = 0
-    data_fp: dict[str, str] = {}
-    for cand, target in plan:
-        ident = resolve_model(cand.model).identity
-        if target.name not in data_fp:
-            data_fp[target.name] = target_fingerprint(target)
-        paths = {s: _unit_path(root, protocol, ident, cand, target.name, s) for s in protocol.seeds}
-        todo = [s for s, p in paths.items() if not _readable(p, data_fp[target.name])]
-        if todo:
-            for seed, rec in evaluate_candidate(cand, target, protocol, todo).items():
-                rec["data_fingerprint"] = data_fp[target.name]
-                paths[seed].parent.mkdir(parents=True, exist_ok=True)
-                atomic_write_text(paths[seed], json.dumps(rec, indent=1))
-        for s, p in paths.items():
-            records.append(json.loads(p.read_text()))
-        done += 1
-        if progress is not None:
-            progress(f"{cand.key} × {target.name}", done, len(plan))
-    return records
+
+    def one(pair: tuple[Candidate, Target]) -> str:
+        return f"{pair[0].key} × {pair[1].name}"
+
+    if executor == "local":  # one pair at a time, with a progress callback per pair
+        results = []
+        for pair in plan:
+            results.append(evaluate_pair(pair, protocol=protocol, root=root, data_fingerprint=data_fp[pair[1].name]))
+            done += 1
+            if progress is not None:
+                progress(one(pair), done, len(plan))
+    else:
+        results = map_tasks(evaluate_pair, plan, executor=executor, address=address, label=one,
+                            kwargs={"protocol": protocol, "root": root, "data_fingerprints": data_fp}, progress=progress is not None)
+    return [rec for recs in results for rec in recs]
+
+
+def evaluate_pair(pair: tuple[Candidate, Target], *, protocol: Protocol, root: Path, data_fingerprint: str | None = None,
+                  data_fingerprints: dict[str, str] | None = None) -> list[dict]:
+    """The records of one (candidate, target) pair for every protocol seed: read from ``root`` where they
+    exist, else computed and written (atomically). Module-level: the unit of work of the executors."""
+    from ..models import resolve_model
+
+    cand, target = pair
+    fp = data_fingerprint if data_fingerprint is not None else (data_fingerprints or {})[target.name]
+    ident = resolve_model(cand.model).identity
+    paths = {s: _unit_path(root, protocol, ident, cand, target.name, s) for s in protocol.seeds}
+    todo = [s for s, p in paths.items() if not _readable(p, fp)]
+    if todo:
+        for seed, rec in evaluate_candidate(cand, target, protocol, todo).items():
+            rec["data_fingerprint"] = fp
+            paths[seed].parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(paths[seed], json.dumps(rec, indent=1))
+    return [json.loads(p.read_text()) for p in paths.values()]
 
 
 def _readable(path: Path, data_fingerprint: str) -> bool:
