@@ -7,7 +7,8 @@ subprocess with one torch thread, so its peak RSS (ru_maxrss) is its own; ``--jo
 
 Resumable: a finished unit is ``OUT/units/<model>/<target>/<method>/seed<s>.json`` and is skipped on a re-run; an
 interrupted unit resumes from its per-epoch checkpoint in ``OUT/runs/...``. At the end (and with ``--summarise``
-alone) the units are aggregated into ``OUT/summary.json`` and ``OUT/summary.md``: mean ± sd over seeds of the ID test
+alone) the units are aggregated into ``OUT/summary.json``, ``OUT/summary.md`` and ``OUT/units.csv`` (one line per
+unit; what the repository keeps, with the summaries): mean ± sd over seeds of the ID test
 accuracy, the mean OOD accuracy, wall-clock seconds and peak RSS per (target, model, method), and a per-method
 average over all (model, target) cells. With ``--lrs``, every seed runs each rate and keeps the one with the best
 validation accuracy (model selection on ID validation data only, as the FTP/TPGM papers do).
@@ -99,6 +100,39 @@ def _ms(values: list[float]) -> tuple[float, float]:
     return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else 0.0
 
 
+def write_units_csv(out: Path) -> Path:
+    """One line per finished unit (every learning rate of a grid): accuracies per OOD set, cost, FTP's final γ.
+
+    The compact record that is committed; the unit JSONs (per-epoch history and γ trace) and the run
+    folders (checkpoints) stay local."""
+    import csv
+    import io
+
+    from transferlens.io import atomic_write_text
+
+    rows = []
+    for f in sorted(out.glob("units/*/*/*/*.json")):
+        u = json.loads(f.read_text())
+        r, unit = u["record"], u["unit"]
+        row = {"model": unit["model"], "target": unit["target"], "method": unit["method"], "seed": unit["seed"],
+               "epochs": unit["epochs"], "lr": r["hyperparameters"]["lr"], "steps": r["cost"]["steps"],
+               "val": r["accuracy"]["val"], "test": r["accuracy"]["test"], "ood_mean": r["accuracy"]["ood_mean"]}
+        for uri, acc in (r["accuracy"]["ood"] or {}).items():
+            row["ood_" + uri.split(":")[1]] = acc
+        row["seconds"] = round(r["cost"]["seconds"], 2)
+        row["peak_rss_mib"] = round(r["cost"]["peak_rss_mib"], 1)
+        gammas = sorted(t["gamma"][-1] for t in (r.get("trace") or {}).get("tensors", [])
+                        if not t.get("head") and t.get("gamma") and t["gamma"][-1] is not None)
+        row["ftp_gamma_final_median"] = round(float(np.median(gammas)), 4) if unit["method"] == "ftp" and gammas else ""
+        rows.append(row)
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, keys, restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+    return Path(atomic_write_text(out / "units.csv", buf.getvalue()))
+
+
 def summarise(out: Path) -> dict[str, Any]:
     """Aggregate every unit JSON under ``out`` into summary.json and summary.md."""
     from transferlens.io import atomic_write_text
@@ -139,6 +173,7 @@ def summarise(out: Path) -> dict[str, Any]:
                "rows": rows, "per_method": per_method}
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
     atomic_write_text(out / "summary.md", markdown(summary))
+    write_units_csv(out)
     return summary
 
 
