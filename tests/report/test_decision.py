@@ -80,6 +80,17 @@ def test_without_probes_the_scores_decide_and_without_scores_nothing_is_recommen
     assert d["model"] is None and d["headline"].startswith("No recommendation") and d["caveats"] == ["Stage data failed: y"]
 
 
+def test_a_model_without_any_score_is_never_recommended():
+    rank = _rank(["a", "b"], {"s1": [2, 1]})
+    for row in rank["models"]:  # loaded, but every score failed: no combined rank
+        row.update(scores={}, ranks={}, combined_rank=None)
+    d = decide({}, None, rank, {}, {}, [])
+    assert d["model"] is None and d["headline"].startswith("No recommendation")
+    rank = _rank(["a", "b"], {"s1": [2, 1]})
+    rank["models"][1].update(scores={}, ranks={}, combined_rank=None)  # b unscored: a is the only candidate
+    assert decide({}, None, rank, {}, {}, [])["model"] == "a"
+
+
 def test_score_agreement_is_kendall_tau_with_the_combined_order():
     rank = _rank(list("abcd"), {"same": [1, 2, 3, 4], "also": [1, 2, 3, 4], "reverse": [4, 3, 2, 1]})
     agree = score_agreement(rank)

@@ -59,11 +59,12 @@ def decide(config: dict, data: dict | None, rank: dict | None, probes: dict[str,
            problems: list[str]) -> dict[str, Any]:
     """Pick the model and layer; return ``{model, layer, headline, why, caveats, basis, ...}``."""
     caveats = list(problems)
-    ranking = list((rank or {}).get("ranking") or [])
+    rows = {r["model"]: r for r in (rank or {}).get("models") or []}
+    # a candidate that loaded but got no score at all has no combined rank: it cannot be recommended
+    ranking = [m for m in (rank or {}).get("ranking") or [] if rows.get(m, {}).get("combined_rank") is not None]
     if not ranking:
         head = "No recommendation: no candidate model could be scored (see the problems below)."
         return {"model": None, "layer": None, "headline": head, "why": [], "caveats": caveats, "basis": None}
-    rows = {r["model"]: r for r in rank["models"]}
     combined = rank["combined"]["scores"]
     agreement = rank.get("agreement", {}).get("per_model", {})
     probed = {m: p for m, p in probes.items() if p and m in rows}
