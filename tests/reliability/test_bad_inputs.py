@@ -11,6 +11,7 @@ escapes, and that nothing is left in the output directory.
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from pathlib import Path
 
@@ -626,8 +627,9 @@ def test_unknown_scheme_cli_process(tmp_path):
     script = Path(sys.executable).parent / "transferlens"
     cmd = [str(script)] if script.exists() else [sys.executable, "-m", "transferlens.cli.main"]
     out = tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # a malformed value in the caller's shell makes libgomp print to stderr
     proc = subprocess.run(cmd + ["extract", "-m", MODEL, "-d", "nosuch:x", "-o", str(out / "f.npz")],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines() == [
         "error: unknown data source scheme 'nosuch' in 'nosuch:x'; known schemes: builtin, csv, imagefolder, npz, shift."]
