@@ -191,3 +191,34 @@ def test_zoo_evaluate_on_ray_equals_local(ray_runtime, tmp_path, monkeypatch):
     assert stable(remote) == stable(local)
     assert sorted(p.relative_to(tmp_path / "ray") for p in (tmp_path / "ray").rglob("*.json")) == \
         sorted(p.relative_to(tmp_path / "local") for p in (tmp_path / "local").rglob("*.json"))
+
+
+def test_bench_scores_on_ray_equals_local(ray_runtime, tmp_path, monkeypatch):
+    """``run_bench(executor="ray")``: one task per target, the same table as in process (the target's train URI
+    travels with the task, so targets defined only in the driver work too)."""
+    from transferlens.zoo import bench, evaluate
+    from transferlens.zoo.evaluate import Protocol
+    from transferlens.zoo.targets import Target
+
+    uci = "builtin:digits-uci?classes=0-3"
+    targets = [Target(f"ray-{i}", "cross-domain", "image", f"{uci}&split=train&n_per_class={n}", f"{uci}&split=test&n_per_class=6",
+                      (), "test target") for i, n in ((0, 10), (1, 12))]
+    for t in targets:
+        monkeypatch.setitem(evaluate.TARGETS, t.name, t)
+        monkeypatch.setitem(bench.TARGETS, t.name, t)
+    monkeypatch.setattr(bench, "SELECTION_TARGETS", ("ray-0",))
+    monkeypatch.setattr(bench, "REPORT_TARGETS", ("ray-1",))
+    protocol = Protocol(seeds=(0,), finetune_epochs=1, finetune_lrs=(1e-3,), probe_C=(1.0,))
+    recs = evaluate.evaluate_zoo(["mlp-g50-s16", "vgg-g50-s16", "vgg-g50"], [t.name for t in targets], protocol, root=tmp_path / "gt")
+    table = evaluate.ground_truth_table(recs)
+    scores = ["logme", "knn_accuracy", "h_score"]
+    remote = bench.run_bench(table, scores=scores, cache_dir=tmp_path / "ray-cache", executor="ray")
+    local = bench.run_bench(table, scores=scores, cache_dir=tmp_path / "local-cache")
+    def same(a, b) -> bool:  # NaN-aware (a metric of a constant ranking is NaN)
+        return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+    for t in ("ray-0", "ray-1"):
+        assert same(remote["targets"][t]["scores"], local["targets"][t]["scores"])
+        assert same(remote["targets"][t]["metrics"], local["targets"][t]["metrics"])
+    assert same(remote["combined"], local["combined"]) and remote["combined"]["scores"]
+    assert sorted(p.name for p in (tmp_path / "ray-cache").iterdir()) == sorted(p.name for p in (tmp_path / "local-cache").iterdir())

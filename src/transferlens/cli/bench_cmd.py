@@ -23,9 +23,14 @@ def scores_cmd(
     out: Path = typer.Option(Path("zoo-ground-truth"), "--out", help="folder for bench_scores.json / .md"),
     cache: Path = typer.Option(None, "--cache", help="keep each target's scores here (default: OUT/score-cache); processes given "
                                "disjoint --target sets can share it, and a last run over all targets assembles the table"),
+    executor: str = typer.Option("local", help="local (in this process) | ray (one Ray task per target)"),
+    address: str = typer.Option(None, help="Ray cluster for --executor ray: auto, or ray://host:10001 (default: a local Ray runtime)"),
 ) -> None:
     """Weighted Kendall tau, Kendall tau, Pearson and top-1 regret of every score against the ground truth."""
+    from ..executors import check_executor
     from ..zoo.bench import markdown, run_bench, write_bench
+
+    check_executor(executor, address)
 
     try:
         table = json.loads(ground_truth.read_text())
@@ -39,7 +44,7 @@ def scores_cmd(
                   console=console, disable=not show_progress()) as bar:
         task = bar.add_task("scoring", total=None)
         result = run_bench(table, score or None, target or None, progress=lambda t, i, n: bar.update(task, description=t, completed=i, total=n),
-                           cache_dir=cache or out / "score-cache")
+                           cache_dir=cache or out / "score-cache", executor=executor, address=address)
     jpath, mpath = write_bench(result, out)
     console.print(markdown(result))
     console.print(f"-> {mpath}, {jpath}")

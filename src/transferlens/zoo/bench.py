@@ -83,8 +83,9 @@ def mean_rank_score(table: dict[str, np.ndarray], names: tuple[str, ...]) -> np.
         return np.where(n > 0, -np.nansum(stacked, 0) / n, np.nan)
 
 
-def score_target(target: str, candidates: list[dict], scores: list[str]) -> dict[str, Any]:
-    """Scores (signed: higher = better) of the candidates on ``target``'s train set, and seconds per score."""
+def score_target(target: str, candidates: list[dict], scores: list[str], train: str | None = None) -> dict[str, Any]:
+    """Scores (signed: higher = better) of the candidates on ``target``'s train set (``train``: its data URI,
+    default ``TARGETS[target].train``), and seconds per score."""
     from ..ranking import RELATEDNESS_SCORES, _higher_is_better, rank_models
 
     by_layer: dict[str, list[str]] = {}
@@ -95,7 +96,7 @@ def score_target(target: str, candidates: list[dict], scores: list[str]) -> dict
     for layer, models in by_layer.items():
         is_zoo = all(m.startswith("zoo:") for m in models)
         wanted = [s for s in scores if is_zoo or s not in RELATEDNESS_SCORES]
-        record = rank_models(models, TARGETS[target].train, scores=wanted, layer=layer)
+        record = rank_models(models, train or TARGETS[target].train, scores=wanted, layer=layer)
         for row in record["models"]:
             key = row["model"] if layer == "penultimate" else f"{row['model']}@{layer}"
             for s in wanted:
@@ -107,11 +108,12 @@ def score_target(target: str, candidates: list[dict], scores: list[str]) -> dict
     return {"values": values, "seconds": {s: (float(np.mean(v)) if v else None) for s, v in seconds.items()}}
 
 
-def _cached_score_target(target: str, cands: list[dict], scores: list[str], cache_dir: Path | None) -> dict[str, Any]:
+def _cached_score_target(target: str, cands: list[dict], scores: list[str], cache_dir: Path | None,
+                         train: str | None = None) -> dict[str, Any]:
     """:func:`score_target`, stored per (target, candidates, scores) in ``cache_dir`` so that processes can
     split the targets between them and an interrupted bench resumes."""
     if cache_dir is None:
-        return score_target(target, cands, scores)
+        return score_target(target, cands, scores, train)
     key = hashlib.sha256(json.dumps([FORMAT, target, cands, scores], sort_keys=True).encode()).hexdigest()[:16]
     path = Path(cache_dir) / f"{target}-{key}.json"
     if path.exists():
@@ -119,18 +121,29 @@ def _cached_score_target(target: str, cands: list[dict], scores: list[str], cach
             return json.loads(path.read_text())
         except ValueError:
             pass  # a corrupt entry is recomputed and overwritten
-    scored = score_target(target, cands, scores)
+    scored = score_target(target, cands, scores, train)
     atomic_write_text(path, json.dumps(scored, default=float))
     return scored
 
 
+def score_target_task(item: tuple[str, list[dict], str], *, scores: list[str], cache_dir: Path | None) -> dict[str, Any]:
+    """One target's scores, ``item = (target, candidates, train URI)``: the unit of work of the executors."""
+    target, cands, train = item
+    return _cached_score_target(target, cands, scores, cache_dir, train)
+
+
 def run_bench(ground_truth: dict, scores: list[str] | None = None, targets: list[str] | None = None,
-              progress: Callable[[str, int, int], None] | None = None, cache_dir: Path | None = None) -> dict[str, Any]:
+              progress: Callable[[str, int, int], None] | None = None, cache_dir: Path | None = None,
+              executor: str = "local", address: str | None = None) -> dict[str, Any]:
     """Score every target's candidates and compare with the ground truth table of :mod:`.evaluate`.
 
-    ``cache_dir``: keep each target's scores there (see :func:`_cached_score_target`)."""
+    ``cache_dir``: keep each target's scores there (see :func:`_cached_score_target`). ``executor="ray"``
+    scores the targets as parallel Ray tasks (:mod:`transferlens.executors`), with the same result."""
+    from ..executors import check_executor, map_tasks
     from ..metrics.scores import list_scores
     from ..ranking import RELATEDNESS_SCORES
+
+    check_executor(executor, address)
 
     scores = list(scores) if scores else list_scores() + list(RELATEDNESS_SCORES)
     summary = ground_truth["summary"]
@@ -140,11 +153,20 @@ def run_bench(ground_truth: dict, scores: list[str] | None = None, targets: list
     if missing:
         raise UsageError(f"the ground truth has no results for target(s) {', '.join(missing)}; run `transferlens zoo evaluate` first.")
     per_target: dict[str, Any] = {}
+    plan = {}
+    for target in targets:
+        entries = [e for e in summary if e["target"] == target]
+        plan[target] = [{"model": e["model"], "layer_request": "penultimate" if e["model"].startswith("zoo:") else e["layer"], "key": e["candidate"]} for e in entries]
+    remote: dict[str, Any] = {}
+    if executor != "local":  # every target at once; below, the table is assembled from the results
+        items = [(t, plan[t], TARGETS[t].train) for t in targets]
+        remote = dict(zip(targets, map_tasks(score_target_task, items, executor=executor, address=address, label=lambda it: it[0],
+                                             kwargs={"scores": scores, "cache_dir": cache_dir}, progress=progress is not None)))
     for i, target in enumerate(targets):
         entries = [e for e in summary if e["target"] == target]
-        cands = [{"model": e["model"], "layer_request": "penultimate" if e["model"].startswith("zoo:") else e["layer"], "key": e["candidate"]} for e in entries]
+        cands = plan[target]
         t0 = time.perf_counter()
-        scored = _cached_score_target(target, cands, scores, cache_dir)
+        scored = remote[target] if target in remote else _cached_score_target(target, cands, scores, cache_dir)
         keys = [c["key"] for c in cands]
         table = {s: np.array([scored["values"][s].get(k, np.nan) for k in keys]) for s in scores}
         truths = {g: np.array([e.get(g, np.nan) if g != "primary" else primary_truth(e) for e in entries], float) for g in (*GROUND_TRUTHS, "primary")}
