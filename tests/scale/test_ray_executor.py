@@ -222,3 +222,27 @@ def test_bench_scores_on_ray_equals_local(ray_runtime, tmp_path, monkeypatch):
         assert same(remote["targets"][t]["metrics"], local["targets"][t]["metrics"])
     assert same(remote["combined"], local["combined"]) and remote["combined"]["scores"]
     assert sorted(p.name for p in (tmp_path / "ray-cache").iterdir()) == sorted(p.name for p in (tmp_path / "local-cache").iterdir())
+
+
+def test_zoo_build_on_ray_equals_local(ray_runtime, tmp_path):
+    """``build_zoo(tiny=True, executor="ray")``: one task per recipe, weights bitwise equal to a local build
+    with the same (single) torch thread."""
+    from safetensors.torch import load_file
+
+    from transferlens.zoo.build import build_zoo
+
+    remote = build_zoo(tiny=True, root=tmp_path / "ray", executor="ray")
+    local = build_zoo(tiny=True, root=tmp_path / "local")
+    assert [c["name"] for c in remote] == [c["name"] for c in local]
+    for card in local:
+        a = load_file(str(tmp_path / "ray" / card["name"] / "model.safetensors"))
+        b = load_file(str(tmp_path / "local" / card["name"] / "model.safetensors"))
+        assert a.keys() == b.keys() and all(torch_equal(a[k], b[k]) for k in a)
+    again = build_zoo(tiny=True, root=tmp_path / "ray", executor="ray")  # nothing left to build: no task, same cards
+    assert [c["recipe_fingerprint"] for c in again] == [c["recipe_fingerprint"] for c in remote]
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))

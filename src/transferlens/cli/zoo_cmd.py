@@ -23,8 +23,13 @@ app = typer.Typer(help="The embedded model zoo: small backbones pretrained here,
 def build_cmd(
     only: list[str] = typer.Option(None, "--only", help="build only this recipe (repeatable)"),
     tiny: bool = typer.Option(False, "--tiny", help="build the 3-model test zoo (seconds)"),
+    executor: str = typer.Option("local", help="local (in this process) | ray (one Ray task per model)"),
+    address: str = typer.Option(None, help="Ray cluster for --executor ray: auto, or ray://host:10001 (default: a local Ray runtime)"),
 ) -> None:
     """Build (pretrain) the zoo models that are missing; finished ones are skipped, interrupted ones resume."""
+    from ..executors import check_executor
+
+    check_executor(executor, address)
     with Progress(TextColumn("[bold]zoo[/] {task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                   TimeElapsedColumn(), console=console, disable=not show_progress()) as bar:
         tasks: dict[str, int] = {}
@@ -34,7 +39,7 @@ def build_cmd(
                 tasks[name] = bar.add_task(name, total=1.0)
             bar.update(tasks[name], completed=fraction)
 
-        cards = build_zoo(only or None, tiny=tiny, progress=report)
+        cards = build_zoo(only or None, tiny=tiny, progress=report, executor=executor, address=address)
     console.print(f"{len(cards)} zoo model(s) ready in {registry.zoo_root()}")
 
 
