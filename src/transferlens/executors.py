@@ -1,7 +1,8 @@
 """Where independent tasks run: in this process (``local``) or as Ray tasks (``ray``).
 
 :func:`map_tasks` applies a module-level function to each item and returns the results in input order,
-whichever executor ran them. ``rank_models`` uses it for one task per (model, dataset).
+whichever executor ran them. Users: ``rank_models`` (a task per model), ``zoo.build.build_zoo`` (per recipe),
+``zoo.evaluate.evaluate_zoo`` (per model × target) and ``zoo.bench.run_bench`` (per target).
 
 ``local`` runs the items one after another in this process (the default; nothing to install).
 
