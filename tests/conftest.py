@@ -31,5 +31,15 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture
+def one_torch_thread():
+    """One torch intra-op thread for the test: tiny models run fastest that way on a shared 2-core machine, and
+    float reductions then happen in the same order as in a 1-thread worker (Ray task, subprocess)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def fresh_cache(tmp_path: Path) -> Path:
     return tmp_path / "cache"

@@ -13,13 +13,7 @@ from transferlens.finetune.heads import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models: one intra-op thread (multi-threaded CPU kernels spin badly on a shared, loaded machine)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: one intra-op thread
 
 
 def _n_params(m: nn.Module, trainable: bool = False) -> int:

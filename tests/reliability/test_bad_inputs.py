@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -46,12 +45,7 @@ FEATURE_SCORES = [n for n, s in SCORES.items() if s.uses_features]
 N_LE_D = sorted(n for n, s in SCORES.items() if s.unreliable_when_n_le_d)  # h_score, transrate, sfda, etran
 
 
-@pytest.fixture(autouse=True)
-def _single_thread_torch():
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ------------------------------------------------------------------------------------------------ helpers

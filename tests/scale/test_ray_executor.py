@@ -22,16 +22,9 @@ DATA = "builtin:digits-uci?n_per_class=10"
 SCORES = ["logme", "leep", "nce", "h_score", "gbc", "transrate", "ncti", "etran", "knn_accuracy"]
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Ray tasks run torch with 1 thread (num_cpus=1); the in-process comparison does the same, so that
-    float reductions happen in the same order and the records can be compared exactly."""
-    import torch
-
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
+# Ray tasks run torch with 1 thread (num_cpus=1); the in-process comparisons do the same, so that float
+# reductions happen in the same order and the records can be compared exactly.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _home(root, name):
