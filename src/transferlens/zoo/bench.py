@@ -153,18 +153,16 @@ def run_bench(ground_truth: dict, scores: list[str] | None = None, targets: list
     if missing:
         raise UsageError(f"the ground truth has no results for target(s) {', '.join(missing)}; run `transferlens zoo evaluate` first.")
     per_target: dict[str, Any] = {}
-    plan = {}
-    for target in targets:
-        entries = [e for e in summary if e["target"] == target]
-        plan[target] = [{"model": e["model"], "layer_request": "penultimate" if e["model"].startswith("zoo:") else e["layer"], "key": e["candidate"]} for e in entries]
+    entries_of = {t: [e for e in summary if e["target"] == t] for t in targets}
+    plan = {t: [{"model": e["model"], "layer_request": "penultimate" if e["model"].startswith("zoo:") else e["layer"], "key": e["candidate"]}
+                for e in entries_of[t]] for t in targets}
     remote: dict[str, Any] = {}
     if executor != "local":  # every target at once; below, the table is assembled from the results
         items = [(t, plan[t], TARGETS[t].train) for t in targets]
         remote = dict(zip(targets, map_tasks(score_target_task, items, executor=executor, address=address, label=lambda it: it[0],
                                              kwargs={"scores": scores, "cache_dir": cache_dir}, progress=progress is not None)))
     for i, target in enumerate(targets):
-        entries = [e for e in summary if e["target"] == target]
-        cands = plan[target]
+        entries, cands = entries_of[target], plan[target]
         t0 = time.perf_counter()
         scored = remote[target] if target in remote else _cached_score_target(target, cands, scores, cache_dir)
         keys = [c["key"] for c in cands]

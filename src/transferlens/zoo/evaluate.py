@@ -267,7 +267,7 @@ def evaluate_zoo(models: list[str] | None = None, targets: list[str] | None = No
     if executor == "local":  # one pair at a time, with a progress callback per pair
         results = []
         for pair in plan:
-            results.append(evaluate_pair(pair, protocol=protocol, root=root, data_fingerprint=data_fp[pair[1].name]))
+            results.append(evaluate_pair(pair, protocol=protocol, root=root, data_fingerprints=data_fp))
             done += 1
             if progress is not None:
                 progress(one(pair), done, len(plan))
@@ -277,14 +277,14 @@ def evaluate_zoo(models: list[str] | None = None, targets: list[str] | None = No
     return [rec for recs in results for rec in recs]
 
 
-def evaluate_pair(pair: tuple[Candidate, Target], *, protocol: Protocol, root: Path, data_fingerprint: str | None = None,
-                  data_fingerprints: dict[str, str] | None = None) -> list[dict]:
+def evaluate_pair(pair: tuple[Candidate, Target], *, protocol: Protocol, root: Path, data_fingerprints: dict[str, str]) -> list[dict]:
     """The records of one (candidate, target) pair for every protocol seed: read from ``root`` where they
-    exist, else computed and written (atomically). Module-level: the unit of work of the executors."""
+    exist (for the target's data fingerprint), else computed and written (atomically). Module-level: the unit
+    of work of the executors."""
     from ..models import resolve_model
 
     cand, target = pair
-    fp = data_fingerprint if data_fingerprint is not None else (data_fingerprints or {})[target.name]
+    fp = data_fingerprints[target.name]
     ident = resolve_model(cand.model).identity
     paths = {s: _unit_path(root, protocol, ident, cand, target.name, s) for s in protocol.seeds}
     todo = [s for s, p in paths.items() if not _readable(p, fp)]
