@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
