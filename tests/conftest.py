@@ -20,6 +20,10 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory):
     home = tmp_path_factory.mktemp("tlhome")
     if real_data.exists():
         (home / "data").symlink_to(real_data, target_is_directory=True)
+    # packaged models reassembled once per machine (all-mpnet-base-v2: 438 MB), not once per test session
+    real_models = data_dir().parent / "models"
+    real_models.mkdir(parents=True, exist_ok=True)
+    (home / "models").symlink_to(real_models, target_is_directory=True)
     old = os.environ.get("TRANSFERLENS_HOME")
     os.environ["TRANSFERLENS_HOME"] = str(home)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # fail fast instead of waiting on a network that is not there

@@ -41,5 +41,11 @@ def list_model_sources() -> list[dict]:
         rows.append({"uri": DEFAULT_TEXT_MODEL, "description": "all-MiniLM-L6-v2, packaged, offline (default text model)"})
     except Exception:
         pass
+    from .packaged import availability
+
+    for row in availability():
+        state = "available offline here" if row["available"] else f"not installed: {row['install']}"
+        rows.append({"uri": row["uri"], "description": f"{row['description']}, {row['params']} params; {state}",
+                     "available": row["available"], "install": row["install"]})
     rows += [{"uri": f"zoo:{name}", "description": "built zoo model"} for name in list_built()]
     return rows

