@@ -15,6 +15,13 @@ ETran is only meaningful across a zoo: :func:`etran_components` gives the per-mo
 :func:`etran_zoo` the final scores of a zoo. Difference: the repo's LDA calls ``np.linalg.eigh`` on the
 non-symmetric ``inv(S~_w) S_b``, which collapses it to a Euclidean nearest-mean rule (see ``lda.py``);
 we default to the Fisher metric of the paper, ``lda_metric='euclidean'`` reproduces the repo.
+
+**Variants** (``lda_metric=``): ``'fisher'`` (default, the paper's LDA: x S~_w^{-1} mu_c) and ``'euclidean'``
+(the official code's effective rule: x mu_c - 1/2 ||mu_c||^2). The Fisher posterior is in-sample: with
+N <= D the shrunk S_w is nearly singular along the data, any labelling is separable and S_lda saturates at
+1.0 for every model, so the zoo min-max of S_lda becomes noise and ETran collapses to its energy term
+(issue 18). The Euclidean rule does not saturate. Which ranks better held out is measured with
+``transferlens bench scores`` (docs/zoo.md, "Score variants").
 """
 
 from __future__ import annotations

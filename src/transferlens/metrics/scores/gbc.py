@@ -12,6 +12,16 @@ sigma_c by its mean over dimensions. With sigma = (sigma_1 + sigma_2) / 2:
                                                                       - 1/2 sum_d log sigma2 ]
     GBC = - sum_{c1} sum_{c2 != c1} exp(-D_B(c1, c2))                 (<= 0, higher is better)
 
+**Variants** (``variant=``; they differ only for the spherical type). ``'exact'`` (default) is the
+Bhattacharyya distance of two isotropic Gaussians in d dimensions, whose log-determinant term is
+d log sigma - d/2 log sigma1 - d/2 log sigma2, as written above. ``'reference'`` is what the reference code
+computes: ``get_bhattacharyya_distance`` turns the variances into scalars (their mean) before
+``compute_bhattacharyya_distance`` sums ``log(avg_sigma)`` over a scalar, so the log term is counted once,
+not d times: log sigma - 1/2 log sigma1 - 1/2 log sigma2 (the mean-distance term is summed over d in both).
+With d = 64 the two give GBC values up to 72 % apart on the zoo (issue 18) and can order models
+differently; which ranks better held out is measured with ``transferlens bench scores`` (docs/zoo.md,
+"Score variants").
+
 All K^2 pairs are computed at once. Spherical GBC is invariant to rotations and isotropic scaling of the
 features as long as no variance hits the 1e-4 floor. Difference: PCA is exact (eigh, deterministic)
 instead of the reference's sklearn PCA; with D <= n_components no projection is done (it would only rotate).
@@ -27,12 +37,21 @@ from ...errors import UsageError
 from ._common import class_means, pca_project, prepare_labelled, warn_unreliable
 
 _VAR_FLOOR = 1e-4
+#: ``'exact'``: log-determinant term of a d-dimensional spherical Gaussian; ``'reference'``: google-research's (once)
+GBC_VARIANTS = ("exact", "reference")
 
 
-def gbc(features: Any, labels: Any, *, n_components: int | None = 64, gaussian_type: str = "spherical") -> float:
-    """Gaussian Bhattacharyya Coefficient (see module docstring); higher (closer to 0) is better."""
+def gbc(features: Any, labels: Any, *, n_components: int | None = 64, gaussian_type: str = "spherical",
+        variant: str = "exact") -> float:
+    """Gaussian Bhattacharyya Coefficient (see module docstring); higher (closer to 0) is better.
+
+    ``variant``: ``'exact'`` (log-determinant term of a d-dimensional spherical Gaussian, d times) or
+    ``'reference'`` (google-research's code: that term once); the diagonal type is the same in both.
+    """
     if gaussian_type not in ("spherical", "diagonal"):
         raise UsageError(f"gaussian_type must be 'spherical' or 'diagonal', got {gaussian_type!r}")
+    if variant not in GBC_VARIANTS:
+        raise UsageError(f"GBC variant must be one of {', '.join(GBC_VARIANTS)}, got {variant!r}")
     x, y, k = prepare_labelled(features, labels)
     if n_components is not None and x.shape[1] > n_components:
         x = pca_project(x, int(n_components))
@@ -52,7 +71,8 @@ def gbc(features: Any, labels: Any, *, n_components: int | None = 64, gaussian_t
         sq_dist = np.clip(sq_dist, 0.0, None)
         first = sq_dist / avg / 8.0
         log_s = np.log(s)
-        second = d * np.log(avg) - 0.5 * d * log_s[:, None] - 0.5 * d * log_s[None, :]
+        times = d if variant == "exact" else 1  # the reference code sums the log of a scalar: once
+        second = times * (np.log(avg) - 0.5 * log_s[:, None] - 0.5 * log_s[None, :])
     else:
         avg = 0.5 * (var[:, None, :] + var[None, :, :])  # (K, K, d)
         diff2 = (means[:, None, :] - means[None, :, :]) ** 2
