@@ -11,6 +11,13 @@ instead of a new probe per OOD dataset), and probes are fast closed-form ridge p
 Per layer it also reports, from the ID-train statistics streamed for the probe: the numerical rank of the
 covariance (#λ > 1e-3 λ₁; Masarczyk et al. 2023), RankMe (Garrido et al. 2023) and NC1 = tr(Σ_W Σ_B⁺)/K
 (Papyan et al. 2020), via :mod:`transferlens.metrics`.
+
+Chance and collapse (:mod:`.chance`): every accuracy is tested against its set's chance level (the majority
+label rate; one-sided binomial test, α = 0.05) and every set of predictions for collapse (one class takes
+>= 80 % of them, K >= 3). The record carries per layer ``at_chance``, ``collapsed`` and
+``majority_prediction_share``, and at the top ``chance`` (the levels and the test); a curve at chance at every
+layer gets no % retained or tunnel, the recommendation falls back to ID accuracy when the mean OOD curve
+is at chance everywhere, and each such case adds a line to ``warnings``.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from ..metrics.collapse import nc1
 from ..metrics.rank import numerical_rank, rankme
 from ..metrics.stats import ClassStats
 from .adamw import fit_adamw_probe
+from .chance import ALPHA, COLLAPSE_SHARE, ChanceCheck, check_predictions, mean_at_chance
 from .lda import fit_lda_probe
 from .logistic import fit_logistic_probe
 from .ridge import fit_ridge_probe
@@ -64,6 +72,10 @@ class ProbeResult:
     probe_info: list[dict] = field(default_factory=list)
     timings: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    #: per layer: {"id": ChanceCheck, "ood": {uri: ChanceCheck}, "ood_mean_at_chance": bool | None}
+    checks: list[dict] = field(default_factory=list)
+    #: {"id": ID chance level, "ood": {uri: level}, "ood_mean": mean of those, "test", "alpha", "collapse_share"}
+    chance: dict = field(default_factory=dict)
 
     @property
     def n_classes(self) -> int:
@@ -77,13 +89,14 @@ class ProbeResult:
         return {
             "model": self.model, "id_data": self.id_data, "id_test": self.id_test, "ood_data": self.ood_data,
             "probe": self.probe, "class_names": self.class_names, "n_classes": self.n_classes,
-            "chance_accuracy": 1.0 / self.n_classes, "n_train": self.n_train, "n_test": self.n_test, "n_ood": self.n_ood,
+            "chance_accuracy": 1.0 / self.n_classes, "chance": self.chance,
+            "n_train": self.n_train, "n_test": self.n_test, "n_ood": self.n_ood,
             "layers": [
                 {"layer": name, "index": i, "dim": self.dims[i], "id_accuracy": self.id_accuracy[i],
                  "ood_accuracy": {k: v[i] for k, v in self.ood_accuracy.items()},
                  "ood_mean_accuracy": None if self.ood_mean is None else self.ood_mean[i],
                  "numerical_rank": self.numerical_rank[i], "rankme": self.rankme[i], "nc1": self.nc1[i],
-                 "probe": self.probe_info[i] if i < len(self.probe_info) else {}}
+                 "probe": self.probe_info[i] if i < len(self.probe_info) else {}, **self._chance_row(i)}
                 for i, name in enumerate(self.layers)
             ],
             "tunnel": self.tunnel.to_dict(),
@@ -92,8 +105,30 @@ class ProbeResult:
             "warnings": self.warnings,
         }
 
+    def _chance_row(self, i: int) -> dict:
+        if i >= len(self.checks):
+            return {}
+        c = self.checks[i]
+        return {"at_chance": {"id": c["id"].at_chance, "ood": {u: v.at_chance for u, v in c["ood"].items()},
+                              "ood_mean": c["ood_mean_at_chance"]},
+                "collapsed": {"id": c["id"].collapsed, "ood": {u: v.collapsed for u, v in c["ood"].items()}},
+                "majority_prediction_share": {"id": c["id"].majority_share,
+                                              "ood": {u: v.majority_share for u, v in c["ood"].items()}}}
+
+    def at_chance(self, which: str = "id") -> list[bool | None]:
+        """Per layer: is the ``"id"``, ``"ood_mean"`` or an OOD URI's accuracy at chance? (None: not tested)."""
+        out: list[bool | None] = []
+        for c in self.checks:
+            if which == "id":
+                out.append(c["id"].at_chance)
+            elif which == "ood_mean":
+                out.append(c["ood_mean_at_chance"])
+            else:
+                out.append(c["ood"][which].at_chance if which in c["ood"] else None)
+        return out
+
     def plot(self, path: str | Path) -> Path:
-        """PNG of the normalised curves (each divided by its own maximum) with the mean-OOD tunnel shaded."""
+        """PNG of the absolute accuracy curves with the chance level dashed and the mean-OOD tunnel shaded."""
         return plot_curves(self, path)
 
 
@@ -224,6 +259,7 @@ def _probe_features(train: FeatureSet, test: FeatureSet, ood: Mapping[str, Featu
     ranks, rmes, nc1s = [], [], []
     t_probe = t_geom = 0.0
     per_layer = []
+    checks: list[dict] = []
     for layer in names:
         x_tr = train.features[layer]
         dims.append(int(x_tr.shape[1]))
@@ -232,9 +268,16 @@ def _probe_features(train: FeatureSet, test: FeatureSet, ood: Mapping[str, Featu
         t0 = time.perf_counter()
         fitted, stats, info = _fit_probe(probe, x_tr, y_tr, k, val_fraction, seed, dict(probe_options or {}))
         t1 = time.perf_counter()
-        id_acc.append(fitted.score(test.features[layer], y_te))
+        # accuracy = mean(predict == y), as every probe's .score(); the predictions also give the collapse check
+        c_id = check_predictions(fitted.predict(test.features[layer]), y_te, k)
+        id_acc.append(c_id.accuracy)
+        c_ood: dict[str, ChanceCheck] = {}
         for name, fs in ood.items():
-            ood_acc[name].append(fitted.score(fs.features[layer], y_ood[name]))
+            c_ood[name] = check_predictions(fitted.predict(fs.features[layer]), y_ood[name], k)
+            ood_acc[name].append(c_ood[name].accuracy)
+        mean_flag = (mean_at_chance([c.accuracy for c in c_ood.values()], [c.n for c in c_ood.values()],
+                                    [c.chance for c in c_ood.values()]) if c_ood else None)
+        checks.append({"id": c_id, "ood": c_ood, "ood_mean_at_chance": mean_flag})
         t2 = time.perf_counter()
         if geometry:
             if stats is None:
@@ -248,8 +291,18 @@ def _probe_features(train: FeatureSet, test: FeatureSet, ood: Mapping[str, Featu
         per_layer.append(round(t1 - t0, 4))
         t_probe += t2 - t0
         t_geom += t3 - t2
-    tunnel = analyse_tunnel(id_acc, ood_acc, k)
-    rec = recommend_layer(names, id_acc, ood_acc)
+    id_flags = [c["id"].at_chance for c in checks]
+    ood_flags = {name: [c["ood"][name].at_chance for c in checks] for name in ood}
+    mean_flags = [c["ood_mean_at_chance"] for c in checks]
+    chance = {"id": checks[0]["id"].chance, "ood": {name: checks[0]["ood"][name].chance for name in ood},
+              "ood_mean": float(np.mean([checks[0]["ood"][n].chance for n in ood])) if ood else None,
+              "test": f"one-sided exact binomial test of accuracy > chance at alpha {ALPHA} (chance = majority label rate)",
+              "alpha": ALPHA, "collapse_share": COLLAPSE_SHARE}
+    notes[:0] = _chance_notes(names, checks, chance, k)  # first: the CLI shows the first few notes
+    tunnel = analyse_tunnel(id_acc, ood_acc, k, id_at_chance=id_flags, ood_at_chance=ood_flags,
+                            mean_at_chance=mean_flags if ood else None)
+    rec = recommend_layer(names, id_acc, ood_acc, id_at_chance=id_flags, ood_mean_at_chance=mean_flags if ood else None,
+                          chance=chance["id"], ood_chance=chance["ood_mean"])
     return ProbeResult(
         model=train.provenance.get("model"), id_data=train.provenance.get("data"), id_test=test.provenance.get("data"),
         ood_data=list(ood), probe=probe, class_names=classes, layers=names, dims=dims,
@@ -257,8 +310,38 @@ def _probe_features(train: FeatureSet, test: FeatureSet, ood: Mapping[str, Featu
         id_accuracy=id_acc, ood_accuracy=ood_acc, numerical_rank=ranks, rankme=rmes, nc1=nc1s,
         tunnel=tunnel, recommendation=rec, probe_info=infos,
         timings={"probe_seconds": round(t_probe, 3), "geometry_seconds": round(t_geom, 3), "probe_fit_seconds_per_layer": per_layer},
-        warnings=notes,
+        warnings=notes, checks=checks, chance=chance,
     )
+
+
+def _chance_notes(names: list[str], checks: list[dict], chance: dict, k: int) -> list[str]:
+    """Warnings for curves at chance at every layer and for collapsed predictions (see :mod:`.chance`)."""
+    notes = []
+
+    def pct(v: float) -> str:
+        return f"{100 * v:.1f}%"
+
+    ids = [c["id"] for c in checks]
+    if all(c.at_chance for c in ids):
+        best = max(c.accuracy for c in ids)
+        notes.append(f"ID: the probe is at chance at every layer (best {pct(best)} vs chance {pct(chance['id'])} on "
+                     f"{ids[0].n} test samples): these features do not separate the ID classes, so no layer can be recommended "
+                     "on evidence.")
+    for uri in chance["ood"]:
+        cs = [c["ood"][uri] for c in checks]
+        if all(c.at_chance for c in cs):
+            notes.append(f"OOD {uri}: the probe is at chance at every layer (best {pct(max(c.accuracy for c in cs))} vs chance "
+                         f"{pct(cs[0].chance)} on {cs[0].n} samples): the OOD evidence of this set is at chance, so its % retained "
+                         "and tunnel are not computed; check the set (a shift that destroys the images? other labels?).")
+    if chance["ood"] and len(chance["ood"]) > 1 and all(c["ood_mean_at_chance"] for c in checks):
+        notes.append(f"OOD mean: at chance at every layer (chance {pct(chance['ood_mean'])}); the layer is chosen by ID accuracy.")
+    for what, get in [("ID", lambda c: c["id"])] + [(f"OOD {u}", (lambda c, u=u: c["ood"][u])) for u in chance["ood"]]:
+        bad = [n for n, c in zip(names, checks) if get(c).collapsed]
+        if bad:
+            top = max(get(c).majority_share for c in checks if get(c).collapsed)
+            notes.append(f"{what}: the probe predicts one class for most samples (collapsed: up to {pct(top)} of the predictions "
+                         f"on {k} classes) at {len(bad)} layer(s): {', '.join(bad[:6])}{' ...' if len(bad) > 6 else ''}.")
+    return notes
 
 
 def probe_layers(
@@ -316,13 +399,18 @@ def probe_layers(
 
 
 # ----------------------------------------------------------------------------------------------- plot
-def _normalised(curve: Sequence[float]) -> np.ndarray:
-    c = np.asarray(curve, dtype=np.float64)
-    return c / c.max() if c.max() > 0 else c
-
-
 def plot_curves(result: ProbeResult, path: str | Path) -> Path:
-    """Normalised ID curve, each OOD curve and their mean (⭐ at its peak), tunnel of the mean shaded grey."""
+    """Write :func:`curves_figure` as a PNG to ``path``."""
+    fig = curves_figure(result)
+    return atomic_write(path, lambda tmp: fig.savefig(str(tmp), format="png"))
+
+
+def curves_figure(result: ProbeResult):  # -> matplotlib.figure.Figure (imported lazily)
+    """Absolute ID accuracy, each OOD curve and their mean (⭐ at the recommended layer), chance dashed, tunnel grey.
+
+    Absolute, not divided by each curve's maximum: a normalised curve at chance looks like any other. Curves at
+    chance at every layer say so in the legend; layers whose accuracy is at chance are drawn as hollow markers.
+    """
     from matplotlib.figure import Figure
 
     x = np.arange(len(result.layers))
@@ -331,23 +419,43 @@ def plot_curves(result: ProbeResult, path: str | Path) -> Path:
     mean = result.tunnel.mean
     if mean is not None and mean.start is not None:
         ax.axvspan(mean.start, len(x) - 1, color="0.85", zorder=0, label=f"tunnel (mean OOD, length {mean.length})")
-    ax.plot(x, _normalised(result.id_accuracy), "-o", color="C0", lw=2, ms=4, label="ID")
-    for i, (name, curve) in enumerate(result.ood_accuracy.items()):
+
+    def curve(values: Sequence[float], flags: list[bool | None], style: str, color: str, lw: float, label: str) -> None:
+        v = np.asarray(values, dtype=np.float64)
+        dead = bool(flags) and all(f is True for f in flags)
+        ax.plot(x, v, style, color=color, lw=lw, ms=4, label=label + (" (at chance at every layer)" if dead else ""))
+        hollow = [i for i, f in enumerate(flags) if f is True]
+        if hollow:
+            ax.plot(x[hollow], v[hollow], "o", ms=7, mfc="white", mec=color, ls="none", zorder=4)
+
+    curve(result.id_accuracy, result.at_chance("id"), "-o", "C0", 2, "ID")
+    for i, (name, c) in enumerate(result.ood_accuracy.items()):
         short = name if len(name) <= 48 else name[:45] + "..."
-        ax.plot(x, _normalised(curve), "--", color=f"C{i + 2}", lw=1, alpha=0.8, label=f"OOD: {short}")
+        curve(c, result.at_chance(name), "--", f"C{i + 2}", 1, f"OOD: {short}")
     if result.ood_mean is not None:
-        m = _normalised(result.ood_mean)
-        ax.plot(x, m, "-s", color="C1", lw=2, ms=4, label="OOD mean")
-        peak = int(np.argmax(m))
-        ax.plot([peak], [m[peak]], marker="*", color="C3", ms=16, ls="none", zorder=5)
+        curve(result.ood_mean, result.at_chance("ood_mean"), "-s", "C1", 2, "OOD mean")
+    rec = result.recommendation
+    y_rec = result.ood_mean[rec.index] if rec.criterion == "ood_mean" and result.ood_mean is not None else result.id_accuracy[rec.index]
+    ax.plot([rec.index], [y_rec], marker="*", color="C3", ms=16, ls="none", zorder=5,
+            label=f"recommended layer ({rec.criterion_text})")
+    levels = {"ID": result.chance.get("id", 1.0 / result.n_classes)}
+    if result.ood_data and result.chance.get("ood_mean") is not None:
+        levels["OOD"] = result.chance["ood_mean"]
+    if len({round(v, 6) for v in levels.values()}) == 1:
+        ax.axhline(levels["ID"], color="0.4", lw=1, ls="--", label=f"chance ({100 * levels['ID']:.1f}%)")
+    else:
+        for (what, v), col in zip(levels.items(), ("0.4", "C1")):
+            ax.axhline(v, color=col, lw=1, ls="--", alpha=0.8, label=f"{what} chance ({100 * v:.1f}%)")
     ax.set_xticks(x)
     ax.set_xticklabels(result.layers, rotation=60, ha="right", fontsize=7)
-    ax.set_ylabel("accuracy / its maximum")
+    ax.set_ylim(0, 1.02)
+    ax.set_ylabel("probe accuracy (hollow: at chance)")
     title = f"{result.model or 'features'}: {result.probe} probes"
     if mean is not None:
-        title += f", mean OOD retained {mean.pct_retained:.1f}%"
+        title += (f", mean OOD retained {mean.pct_retained:.1f}%" if mean.pct_retained is not None
+                  else ", mean OOD at chance: no % retained")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best", framealpha=0.8)
     fig.tight_layout()
-    return atomic_write(path, lambda tmp: fig.savefig(str(tmp), format="png"))
+    return fig

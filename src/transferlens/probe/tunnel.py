@@ -17,6 +17,11 @@ layer indices are 0-based. Ties of the maximum take the first layer (``np.argmax
 reaches the last layer is "no tunnel". Also reported: the Masarczyk et al. (NeurIPS 2023, "The Tunnel
 Effect") onset, the first layer whose ID accuracy reaches 95 % of the last layer's, and the strength bin
 of r (negligible ≥ 95, weak ≥ 90, medium ≥ 80, strong < 80; H24 §4).
+
+Chance-level curves: given per-layer "at chance" flags (:mod:`.chance`, a one-sided binomial test), an OOD
+curve that is at chance at every layer gets r, ρ, the tunnel start and its length as None, strength
+``"at chance"`` and the reason in ``note``: a peak of noise is no tunnel. An ID curve at chance at every
+layer gets ρ and the M23 onset as None.
 """
 
 from __future__ import annotations
@@ -121,29 +126,61 @@ def tunnel_strength(pct_retained: float) -> str:
 
 @dataclass
 class TunnelMetrics:
-    """The metrics of one OOD curve against the ID curve (layer indices 0-based)."""
+    """The metrics of one OOD curve against the ID curve (layer indices 0-based).
 
-    pct_retained: float
-    pearson: float
+    ``pct_retained``, ``pearson`` and ``length`` are None when the curve is at chance (``note`` says why).
+    """
+
+    pct_retained: float | None
+    pearson: float | None
     alignment: float
     peak_layer: int
     peak_accuracy: float
     last_accuracy: float
     start: int | None
-    length: int
+    length: int | None
     strength: str
     m23_onset: int | None
+    note: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def tunnel_metrics(id_curve: Any, ood_curve: Any, n_classes: int, n_classes_ood: int | None = None) -> TunnelMetrics:
-    """All metrics of one (ID curve, OOD curve) pair; ``n_classes`` gives the chance rate 1/K of A."""
+def _all_true(flags: Sequence[bool | None] | None, size: int, name: str) -> bool:
+    """True iff per-layer flags are given and every one is True (None entries: undecided, so False)."""
+    if flags is None:
+        return False
+    f = list(flags)
+    if len(f) != size:
+        raise InputError(f"{name} needs one flag per layer: got {len(f)} for {size} layers.")
+    return bool(f) and all(v is True for v in f)
+
+
+def tunnel_metrics(id_curve: Any, ood_curve: Any, n_classes: int, n_classes_ood: int | None = None, *,
+                   ood_at_chance: Sequence[bool | None] | None = None,
+                   id_at_chance: Sequence[bool | None] | None = None) -> TunnelMetrics:
+    """All metrics of one (ID curve, OOD curve) pair; ``n_classes`` gives the chance rate 1/K of A.
+
+    ``ood_at_chance`` / ``id_at_chance``: per-layer flags (:func:`transferlens.probe.chance.is_at_chance`). An OOD
+    curve at chance at every layer gets no % retained, Pearson, tunnel start or length (None, reason in
+    ``note``); an ID curve at chance everywhere gets no Pearson and no M23 onset.
+    """
     a, b = _pair(id_curve, ood_curve)
-    start, length = tunnel_start(b)
-    pct = pct_ood_retained(b)
-    rho = pearson_id_ood(a, b) if a.size >= 2 else float("nan")
+    ood_chance = _all_true(ood_at_chance, b.size, "ood_at_chance")
+    id_chance = _all_true(id_at_chance, a.size, "id_at_chance")
+    notes = []
+    if ood_chance:
+        start, length, pct, strength = None, None, None, "at chance"
+        notes.append(f"the OOD accuracy is at chance at every layer (peak {100 * float(b.max()):.1f}%), so % retained, "
+                     "Pearson and the tunnel are not computed")
+    else:
+        start, length = tunnel_start(b)
+        pct = pct_ood_retained(b)
+        strength = tunnel_strength(pct)
+    if id_chance:
+        notes.append("the ID accuracy is at chance at every layer, so Pearson and the M23 onset are not computed")
+    rho = None if (ood_chance or id_chance) else (pearson_id_ood(a, b) if a.size >= 2 else float("nan"))
     return TunnelMetrics(
         pct_retained=pct,
         pearson=rho,
@@ -153,19 +190,21 @@ def tunnel_metrics(id_curve: Any, ood_curve: Any, n_classes: int, n_classes_ood:
         last_accuracy=float(b[-1]),
         start=start,
         length=length,
-        strength=tunnel_strength(pct),
-        m23_onset=m23_onset(a),
+        strength=strength,
+        m23_onset=None if id_chance else m23_onset(a),
+        note="; ".join(notes) or None,
     )
 
 
 @dataclass
 class TunnelAnalysis:
-    """Per-OOD-set metrics, the metrics of the mean OOD curve (the paper's ⭐ start), and the per-set averages."""
+    """Per-OOD-set metrics, the metrics of the mean OOD curve (the paper's ⭐ start), and the per-set averages
+    (over the sets that have a value: a set at chance has no % retained; None when no set has one)."""
 
     per_set: dict[str, TunnelMetrics]
     mean_curve: np.ndarray | None
     mean: TunnelMetrics | None
-    average_of_sets: dict[str, float]
+    average_of_sets: dict[str, Any]
 
     def to_dict(self) -> dict:
         return {
@@ -176,63 +215,111 @@ class TunnelAnalysis:
         }
 
 
-def analyse_tunnel(id_curve: Any, ood_curves: Mapping[str, Any], n_classes: int) -> TunnelAnalysis:
-    """Metrics for every OOD curve and for their mean curve (same classes as ID, so one chance rate)."""
+def analyse_tunnel(id_curve: Any, ood_curves: Mapping[str, Any], n_classes: int, *,
+                   id_at_chance: Sequence[bool | None] | None = None,
+                   ood_at_chance: Mapping[str, Sequence[bool | None]] | None = None,
+                   mean_at_chance: Sequence[bool | None] | None = None) -> TunnelAnalysis:
+    """Metrics for every OOD curve and for their mean curve (same classes as ID, so one chance rate).
+
+    The optional per-layer "at chance" flags (ID, each OOD set, the mean OOD curve) are passed on to
+    :func:`tunnel_metrics`, which then leaves chance-level curves without % retained and tunnel.
+    """
     a = as_curve(id_curve, "ID curve")
-    per = {name: tunnel_metrics(a, c, n_classes) for name, c in ood_curves.items()}
+    flags = dict(ood_at_chance or {})
+    per = {name: tunnel_metrics(a, c, n_classes, ood_at_chance=flags.get(name), id_at_chance=id_at_chance)
+           for name, c in ood_curves.items()}
     if not per:
         return TunnelAnalysis({}, None, None, {})
     mean_curve = np.mean([as_curve(c) for c in ood_curves.values()], axis=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # constant curves were already reported per set
-        mean = tunnel_metrics(a, mean_curve, n_classes)
-    avg = {
-        key: float(np.mean([getattr(m, key) for m in per.values()]))
-        for key in ("pct_retained", "pearson", "alignment", "length")
-    }
-    avg["strength"] = tunnel_strength(avg["pct_retained"])  # type: ignore[assignment]
+        mean = tunnel_metrics(a, mean_curve, n_classes, ood_at_chance=mean_at_chance, id_at_chance=id_at_chance)
+    avg: dict[str, Any] = {}
+    for key in ("pct_retained", "pearson", "alignment", "length"):
+        vals = [getattr(m, key) for m in per.values() if getattr(m, key) is not None]
+        avg[key] = float(np.mean(vals)) if vals else None
+    avg["strength"] = "at chance" if avg["pct_retained"] is None else tunnel_strength(avg["pct_retained"])
     return TunnelAnalysis(per, mean_curve, mean, avg)
+
+
+#: how each criterion of :func:`recommend_layer` is named wherever a recommended layer is shown
+CRITERIA = {"ood_mean": "best mean OOD accuracy", "id": "best ID accuracy"}
+
+
+def _pct(v: float) -> str:
+    return f"{100.0 * float(v):.1f}%"
 
 
 @dataclass
 class Recommendation:
+    """The recommended layer; ``criterion`` is ``"ood_mean"`` or ``"id"`` (named by :data:`CRITERIA`), ``reason``
+    quotes accuracies as the tables show them (percent, one decimal), ``warning`` flags chance-level evidence."""
+
     layer: str
     index: int
     reason: str
+    criterion: str = "ood_mean"
+    warning: str | None = None
+
+    @property
+    def criterion_text(self) -> str:
+        return CRITERIA.get(self.criterion, self.criterion)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "criterion_text": self.criterion_text}
 
 
-def recommend_layer(layers: Sequence[str], id_curve: Any, ood_curves: Mapping[str, Any] | None = None) -> Recommendation:
+def recommend_layer(layers: Sequence[str], id_curve: Any, ood_curves: Mapping[str, Any] | None = None, *,
+                    id_at_chance: Sequence[bool | None] | None = None,
+                    ood_mean_at_chance: Sequence[bool | None] | None = None,
+                    chance: float | None = None, ood_chance: float | None = None) -> Recommendation:
     """The layer with the best mean OOD accuracy, ties broken by ID accuracy (then the earlier layer).
 
-    Without OOD curves: the best ID accuracy (ties: the earlier, cheaper layer).
+    Without OOD curves, or when the mean OOD curve is at chance at every layer (``ood_mean_at_chance``): the
+    best ID accuracy (ties: the earlier, cheaper layer), criterion ``"id"``. An ID curve at chance at every
+    layer (``id_at_chance``) is said in ``warning``. ``chance`` / ``ood_chance``: the chance levels quoted.
     """
     a = as_curve(id_curve, "ID curve")
     names = list(layers)
     if len(names) != a.size:
         raise InputError(f"{len(names)} layer names for {a.size} accuracies.")
     last = a.size - 1
-    if not ood_curves:
-        best = int(np.lexsort((np.arange(a.size), -a))[0])
-        reason = (f"no OOD data given: {names[best]} has the best ID probe accuracy ({a[best]:.3f}"
-                  + (f" vs {a[last]:.3f} at the last layer {names[last]})" if best != last else ", and it is the last layer)"))
-        return Recommendation(names[best], best, reason)
-    curves = [as_curve(c, f"OOD curve {k!r}") for k, c in ood_curves.items()]
+    id_dead = _all_true(id_at_chance, a.size, "id_at_chance")
+    id_note = None
+    if id_dead:
+        id_note = ("the ID accuracy is at chance at every layer (best " + _pct(a.max())
+                   + (f", chance {_pct(chance)}" if chance is not None else "") + "): no layer separates the classes")
+    curves = [as_curve(c, f"OOD curve {k!r}") for k, c in (ood_curves or {}).items()]
     if any(c.size != a.size for c in curves):
         raise InputError("every OOD curve must have one accuracy per layer, like the ID curve.")
-    m = np.mean(curves, axis=0)
+    m = np.mean(curves, axis=0) if curves else None
+    ood_dead = m is not None and _all_true(ood_mean_at_chance, a.size, "ood_mean_at_chance")
+    if m is None or ood_dead:
+        best = int(np.lexsort((np.arange(a.size), -a))[0])
+        if m is None:
+            lead = "no OOD data given: "
+        else:
+            lead = (f"the mean OOD accuracy is at chance at every layer (best {_pct(m.max())}"
+                    + (f", chance {_pct(ood_chance)}" if ood_chance is not None else "")
+                    + "), so it cannot rank the layers: ")
+        reason = (lead + f"{names[best]} has the best ID probe accuracy ({_pct(a[best])}"
+                  + (f" vs {_pct(a[last])} at the last layer {names[last]})" if best != last else ", and it is the last layer)"))
+        if id_note:
+            reason += "; but " + id_note
+        warning = "; ".join(x for x in ((lead.rstrip(": ") if ood_dead else None), id_note) if x) or None
+        return Recommendation(names[best], best, reason, "id", warning)
     best = int(np.lexsort((np.arange(a.size), -a, -m))[0])
     tied = np.flatnonzero(m == m[best])
     k = len(curves)
-    reason = f"{names[best]} has the best mean OOD probe accuracy ({m[best]:.3f} over {k} OOD set{'s' * (k > 1)}"
+    reason = f"{names[best]} has the best mean OOD probe accuracy ({_pct(m[best])} over {k} OOD set{'s' * (k > 1)}"
     if tied.size > 1:
-        reason += f"; tied with {tied.size - 1} other layer(s), broken by ID accuracy {a[best]:.3f}"
+        reason += f"; tied with {tied.size - 1} other layer(s), broken by ID accuracy {_pct(a[best])}"
     if best == last:
         reason += "); it is the last probed layer, so there is no OOD tunnel to avoid."
     else:
         pct = 100.0 * m[last] / m[best] if m[best] > 0 else float("nan")
-        reason += (f"); the last layer {names[last]} keeps only {pct:.1f}% of it ({m[last]:.3f}), "
-                   f"while its ID accuracy is {a[best]:.3f} vs {a[last]:.3f} at the last layer.")
-    return Recommendation(names[best], best, reason)
+        reason += (f"); the last layer {names[last]} keeps only {pct:.0f}% of it ({_pct(m[last])} vs {_pct(m[best])}), "
+                   f"while its ID accuracy is {_pct(a[best])} vs {_pct(a[last])} at the last layer.")
+    if id_note:
+        reason += " But " + id_note + "."
+    return Recommendation(names[best], best, reason, "ood_mean", id_note)
