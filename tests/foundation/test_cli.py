@@ -82,7 +82,8 @@ def test_unreadable_image_in_folder(tmp_path):
         (tmp_path / "imgs" / cls).mkdir(parents=True)
         Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "imgs" / cls / "ok.png")
     (tmp_path / "imgs" / "b" / "bad.png").write_bytes(b"\x89PNG broken")
-    code, out = run("extract", "--model", "timm:resnet18?pretrained=false&size=32", "--data", f"imagefolder:{tmp_path / 'imgs'}", "--no-cache")
+    code, out = run("extract", "--model", "timm:resnet18?pretrained=false&size=32", "--data", f"imagefolder:{tmp_path / 'imgs'}", "--no-cache",
+                    "--on-bad-file", "error")
     assert code == 1 and "bad.png" in out and "Traceback" not in out
 
 

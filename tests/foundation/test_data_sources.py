@@ -155,10 +155,14 @@ def test_imagefolder(tmp_path):
 
 
 def test_imagefolder_unreadable_image_names_the_file(tmp_path):
+    """Skipped and counted by default (the record names it); a DataError naming it under on_bad_file('error')."""
+    from transferlens.data import on_bad_file
+
     root = _make_imagefolder(tmp_path / "pets", bad=True)
     d = load_data(f"imagefolder:{root}")
-    with pytest.raises(DataError, match="broken.jpg"):
-        d.images(np.arange(len(d)), ImageSpec(16, 3))
+    assert len(d) == 8 and d.info["skipped"]["count"] == 1 and "broken.jpg" in d.info["skipped"]["examples"][0]
+    with on_bad_file("error"), pytest.raises(DataError, match="broken.jpg"):
+        load_data(f"imagefolder:{root}")
 
 
 def test_csv_source(tmp_path):

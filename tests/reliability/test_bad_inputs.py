@@ -513,15 +513,23 @@ def test_huge_k_cli(cmd, ok, phrase, tmp_path):
 # ================================================================================== 10. corrupt images
 @pytest.mark.parametrize("bad", [b"", b"\x89PNG\r\n\x1a\n garbage"], ids=["zero-byte", "garbage"])
 def test_corrupt_image_data(bad, tmp_path):
-    ds = load_data(image_folder(tmp_path / "imgs", {"bad.png": bad}))  # listing only: images are read lazily
-    assert len(ds) == 9
-    with pytest.raises(DataError, match=r"unreadable image .*bad\.png.*fix or remove the file"):
+    from transferlens.data import on_bad_file
+
+    data = image_folder(tmp_path / "imgs", {"bad.png": bad})
+    ds = load_data(data)  # default: skipped and counted (tests/reliability/test_bad_files.py)
+    assert len(ds) == 8 and ds.info["skipped"]["count"] == 1
+    with on_bad_file("error"), pytest.raises(DataError, match=r"1 bad files of 9 \(a/bad\.png: unreadable image.*fix or remove"):
+        load_data(data)
+    (tmp_path / "imgs" / "a" / "0.png").write_bytes(bad)  # damaged after listing: reading it fails
+    with pytest.raises(DataError, match=r"unreadable image .*0\.png.*fix or remove the file"):
         ds.images(np.arange(len(ds)), ImageSpec(8, 1))
 
 
 def test_corrupt_image_extract(tmp_path):
+    from transferlens.data import on_bad_file
+
     data = image_folder(tmp_path / "imgs", {"bad.png": b""})
-    with pytest.raises(DataError, match=r"unreadable image .*bad\.png"):
+    with on_bad_file("error"), pytest.raises(DataError, match=r"bad\.png: unreadable image"):
         extract("zoo:vgg-g50-s16", data, cache_dir=tmp_path / "cache")
     assert not list((tmp_path / "cache").glob("*.safetensors"))  # nothing cached
 
@@ -529,7 +537,7 @@ def test_corrupt_image_extract(tmp_path):
 @pytest.mark.parametrize("cmd", ["rank", "probe", "geometry", "extract", "finetune"])
 def test_corrupt_image_cli(cmd, tmp_path):
     data = image_folder(tmp_path / "imgs", {"bad.png": b""})
-    cli_fails(command(cmd, data, tmp_path / "out", model="zoo:vgg-g50-s16"), 1, "bad.png", tmp_path / "out")
+    cli_fails(command(cmd, data, tmp_path / "out", model="zoo:vgg-g50-s16") + ["--on-bad-file", "error"], 1, "bad.png", tmp_path / "out")
 
 
 # ============================================================================== 11. truncated checkpoints

@@ -39,7 +39,7 @@ _VERSIONED = ("torch", "torchvision", "numpy", "scipy", "scikit-learn", "matplot
 def _describe(uri: str) -> dict:
     ds = load_data(uri)
     return {"uri": uri, "canonical": ds.uri, "n": len(ds), "n_classes": ds.n_classes, "class_names": list(ds.class_names),
-            "kind": ds.kind, "fingerprint": ds.fingerprint}
+            "kind": ds.kind, "fingerprint": ds.fingerprint, "skipped": ds.info.get("skipped")}
 
 
 def _class_problem(name: str, d: dict, train: dict) -> str | None:
@@ -334,6 +334,11 @@ def _problems(outcomes: list[StageOutcome], dres: dict | None, rank: dict | None
         if o.status in ("failed", "skipped"):
             out.append(f"Stage {o.name} {o.status}: {o.error}")
     if dres:
+        for d in [dres.get("train"), dres.get("test"), *dres.get("ood", [])]:  # unreadable files: a data caveat, not a model failure
+            if d and (d.get("skipped") or {}).get("count"):
+                sk = d["skipped"]
+                out.append(f"{sk['count']} of {sk['total']} files or rows of {d['uri']} were skipped as unreadable or empty "
+                           f"(e.g. {'; '.join(sk['examples'][:3])}); rerun with --on-bad-file error to stop on them instead.")
         if dres.get("test_error"):
             out.append(f"The ID test set was not used (the ID data was split instead): {dres['test_error']}")
         for e in dres.get("ood", []):

@@ -8,7 +8,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from .common import console, friendly
+from .common import ON_BAD_FILE, console, friendly
 
 app = typer.Typer(help="Data sources: list them, or show what a URI selects.", no_args_is_help=True)
 
@@ -34,6 +34,7 @@ def show_cmd(
     uri: str = typer.Argument(..., help="a data URI, e.g. builtin:digits?n_per_class=30 or shift:blur:3:builtin:digits"),
     grid: Path = typer.Option(None, help="write a PNG grid of samples (image data) to this file"),
     size: int = typer.Option(32, help="image size for the grid"),
+    on_bad_file: str = ON_BAD_FILE,
 ) -> None:
     """Summarise a data URI: kind, size, classes and their counts; optionally a PNG grid of samples."""
     from ..data import ImageSpec, load_data

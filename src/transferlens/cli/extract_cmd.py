@@ -10,7 +10,7 @@ from rich.table import Table
 
 from ..errors import UsageError
 from ..io import atomic_write, check_writable_dir
-from .common import console, friendly, show_progress
+from .common import ON_BAD_FILE, console, data_skipped, friendly, show_progress
 
 
 @friendly
@@ -23,6 +23,7 @@ def extract_cmd(
     batch_size: int = typer.Option(64, help="samples per forward pass"),
     out: Path = typer.Option(None, "--out", "-o", help="write the features here (.safetensors or .npz)"),
     no_cache: bool = typer.Option(False, "--no-cache", help="recompute even if cached"),
+    on_bad_file: str = ON_BAD_FILE,
 ) -> None:
     """Extract features of every requested layer in one forward pass per batch (cached)."""
     if out is not None and out.suffix not in (".safetensors", ".npz"):
@@ -40,6 +41,7 @@ def extract_cmd(
         x = fs[name]
         table.add_row(name, str(x.shape[1]), f"{np.linalg.norm(x, axis=1).mean():.3g}")
     console.print(table)
+    fs.provenance["data_skipped"] = data_skipped(data)
     if out is not None:
         if out.suffix == ".safetensors":
             fs.save(out)

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from ..io import check_writable_dir, write_record
-from .common import console, friendly, show_progress
+from .common import ON_BAD_FILE, console, data_skipped, friendly, show_progress
 
 
 @friendly
@@ -25,6 +25,7 @@ def geometry_cmd(
     gc_probes: int = typer.Option(8, help="random projections per input for GC"),
     seed: int = typer.Option(0, help="seed of episodes, GC samples and probes"),
     out: Path = typer.Option(Path("transferlens-out"), "--out", "-o", help="directory for geometry.json"),
+    on_bad_file: str = ON_BAD_FILE,
 ) -> None:
     """Neural collapse, ranks, few-shot NCC accuracy and geometric complexity of every layer."""
     from ..geometry.report import geometry_report
@@ -41,5 +42,5 @@ def geometry_cmd(
     for row in record["layers"]:
         table.add_row(*[fmt.format(row[key]) if row.get(key) is not None else "-" for _, key, fmt in cols])
     console.print(table)
-    path = write_record(out / "geometry.json", "geometry", record)
+    path = write_record(out / "geometry.json", "geometry", {**record, "data_skipped": data_skipped(data)})
     console.print(f"record: {path}")

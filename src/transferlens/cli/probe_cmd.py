@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from ..errors import UsageError
-from .common import console, friendly, show_progress
+from .common import ON_BAD_FILE, console, data_skipped, friendly, show_progress
 
 PROBES = ("ridge", "lda", "logistic", "adamw")  # = transferlens.probe.analysis.PROBES (not imported: keeps start-up fast)
 
@@ -35,6 +35,7 @@ def probe_cmd(
     threads: int = typer.Option(1, help="BLAS threads for the probes (1 is fastest on a shared machine; 0 = leave as is)"),
     out: Path = typer.Option(None, "--out", "-o", help="directory for probe.json and probe.png"),
     no_cache: bool = typer.Option(False, "--no-cache", help="recompute features even if cached"),
+    on_bad_file: str = ON_BAD_FILE,
 ) -> None:
     """Probe every layer on ID and OOD data: accuracies, % OOD retained, Pearson, alignment, tunnel, rank, NC1."""
     from ..io import check_writable_dir, write_record
@@ -88,6 +89,6 @@ def probe_cmd(
     if len(res.warnings) > 5:
         console.print(f"[yellow]note:[/] ... and {len(res.warnings) - 5} more in the record", highlight=False)
     if out is not None:
-        write_record(out / "probe.json", "probe", res.to_dict())
+        write_record(out / "probe.json", "probe", {**res.to_dict(), "data_skipped": data_skipped(data, test, *ood)})
         res.plot(out / "probe.png")
         console.print(f"wrote {out / 'probe.json'} and {out / 'probe.png'}")

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from ..errors import TransferLensError
 from ..io import atomic_write_text, check_writable_dir, write_record
-from .common import console, friendly, show_progress
+from .common import ON_BAD_FILE, console, data_skipped, friendly, show_progress
 
 log = logging.getLogger("transferlens")
 
@@ -44,6 +44,7 @@ def rank_cmd(
     out: Path = typer.Option(Path("transferlens-out"), "--out", "-o", help="directory for rank.json and rank.csv"),
     executor: str = typer.Option("local", help="local (in this process) | ray (one Ray task per model)"),
     address: str = typer.Option(None, help="Ray cluster for --executor ray: auto, or ray://host:10001 (default: start a local Ray runtime)"),
+    on_bad_file: str = ON_BAD_FILE,
 ) -> None:
     """Rank candidate models on a target dataset with transferability scores."""
     from ..executors import check_executor
@@ -86,7 +87,7 @@ def rank_cmd(
     if n_warn:
         console.print(f"[yellow]{n_warn} reliability warning(s)[/] (e.g. N <= D): see rank.json, or run `transferlens -v rank ...`.")
     console.print(f"recommended: [bold]{record['recommended']}[/] (mean rank over {', '.join(record['combined']['scores'])})")
-    write_record(out / "rank.json", "rank", record)
+    write_record(out / "rank.json", "rank", {**record, "data_skipped": data_skipped(data)})
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["model", "layer", "combined_rank", *names, *[f"seconds_{n}" for n in names], "error"])

@@ -4,7 +4,8 @@ Common query parameters (any scheme), applied in this order:
 
 - ``classes=a,b,3-5``: keep these classes (names or indices), renumbered in the given order;
 - ``split=train|test|all`` with ``test_fraction`` (default 0.25) and ``split_seed`` (default 0): a
-  deterministic stratified split (Fashion-MNIST uses its official 60k/10k split);
+  deterministic stratified split (Fashion-MNIST uses its official 60k/10k split; an ``imagefolder:DIR``
+  laid out as ``DIR/{train,val,test}/<class>/`` reads ``DIR/<split>``, ``split=val`` included);
 - ``n_per_class=N`` with ``seed`` (default 0): a deterministic class-balanced subsample; a class with
   fewer than N samples is an error, never silently short.
 
@@ -75,6 +76,8 @@ def _select(dataset: Dataset, uri: URI) -> Dataset:
     if "classes" in uri.params:
         dataset = dataset.relabel(parse_class_selection(uri.params["classes"], dataset.class_names, str(uri)))
     split = uri.params.get("split", "all")
+    if dataset.info.get("split_folder"):  # imagefolder DIR/<split>/<class>/: the source already read that split's folder
+        split = "all"
     if split not in ("train", "test", "all"):
         raise UsageError(f"{uri}: split must be train, test or all, got {split!r}.")
     if split != "all":

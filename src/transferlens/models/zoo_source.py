@@ -2,17 +2,36 @@
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 from ..data.base import ImageSpec
-from ..errors import ModelError
+from ..errors import ModelError, UsageError
 from ..uri import URI
 from ..zoo import registry
 from .sources import ModelRef, _apply_weights, file_digest
 
 
+def check_zoo_name(name: str) -> None:
+    """Refuse a name that is neither built nor a recipe, suggesting the close names (difflib ratio >= 0.6)
+    among the built models and the recipes; a recipe that is not built is told how to build it."""
+    if (registry.model_dir(name) / registry.CARD).exists():
+        return
+    from ..zoo.recipes import RECIPES, TINY
+
+    built = registry.list_built()
+    if name in RECIPES or name in TINY:
+        how = "transferlens zoo build --tiny" if name in TINY else f"transferlens zoo build --only {name}"
+        raise UsageError(f"zoo model {name!r} is not built yet; build it with `{how}` (built: {', '.join(built) or 'none'}).")
+    close = difflib.get_close_matches(name, sorted(set(built) | set(RECIPES) | set(TINY)), n=3, cutoff=0.6)
+    if close:
+        raise UsageError(f"no zoo model {name!r}; did you mean {' or '.join(repr(c) for c in close)}?")
+    raise UsageError(f"no zoo model {name!r} (built: {', '.join(built) or 'none'}); `transferlens zoo list --recipes` lists every recipe.")
+
+
 def resolve_zoo(uri: URI) -> ModelRef:
     uri.check_params(set())
+    check_zoo_name(uri.path)
     card = registry.read_card(uri.path)
     weights = registry.model_dir(uri.path) / registry.WEIGHTS
     if not weights.exists():
