@@ -106,7 +106,7 @@ def list_sources() -> list[dict]:
             available, note = False, str(exc)
         rows.append({"uri": f"builtin:{s.name}", "kind": s.kind, "description": s.description, "available": available, "note": note})
     rows += [
-        {"uri": "imagefolder:PATH", "kind": "image", "description": "one sub-folder per class holding image files", "available": True, "note": ""},
+        {"uri": "imagefolder:PATH", "kind": "image", "description": "one sub-folder per class holding image files, or PATH/{train,val,test}/<class>/ read with ?split=", "available": True, "note": ""},
         {"uri": "csv:PATH", "kind": "text", "description": "a CSV with text and label columns (?text_col=&label_col=)", "available": True, "note": ""},
         {"uri": "npz:PATH", "kind": "features", "description": "precomputed 'features' (N, D) and 'labels' (N,) arrays", "available": True, "note": ""},
         {"uri": "shift:NAME:SEVERITY:DATA", "kind": "image", "description": f"corrupt DATA; NAME in {', '.join(CORRUPTIONS)}; severity 1-5", "available": True, "note": ""},
