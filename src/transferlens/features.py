@@ -111,7 +111,9 @@ def _digest(arrays: dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def cache_key(model_identity: str, data: Dataset, layers: list[str], pool: str, spec: Any) -> str:
+def cache_key(model_identity: str, data: Dataset, layers: list[str], pool: str, spec: Any, numerics: str | None = None) -> str:
+    """sha256 of what determines the features. ``numerics`` (:func:`transferlens.device.numerics_key`) is None on
+    the reference path (CPU, fp32), which keeps the keys of every existing cache entry; else it is part of the key."""
     payload = {
         "model": model_identity,
         "data": data.uri,
@@ -122,6 +124,8 @@ def cache_key(model_identity: str, data: Dataset, layers: list[str], pool: str, 
         "spec": repr(spec),
         "code": f"{FEATURE_CODE_VERSION}|{__version__}",
     }
+    if numerics is not None:
+        payload["numerics"] = numerics
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:40]
 
 
@@ -136,13 +140,26 @@ def extract(
     cache: bool = True,
     cache_dir: str | Path | None = None,
     progress: bool = False,
+    device: str | torch.device | None = "auto",
+    precision: str | None = None,
+    num_workers: int | None = None,
 ) -> FeatureSet:
     """Features of ``layers`` of ``model`` on ``data``, from the cache when possible.
 
     ``model`` and ``data`` are URIs or resolved objects. ``layers``: ``all`` / ``penultimate`` / ``last``
     / names / positions (see :func:`transferlens.models.taps.resolve_layers`). ``size`` overrides the
     model's input resolution for image models.
+
+    ``device``: ``auto`` / ``cpu`` / ``cuda[:N]`` / ``mps`` (:func:`transferlens.device.resolve_device`; checked
+    first, so a missing GPU fails before anything loads); ``precision``: ``fp32`` / ``bf16`` / ``fp16`` autocast
+    of the forward pass (None: the :func:`transferlens.device.using` default, fp32). Features come back float32 on the CPU either way; CPU + fp32 is bit-identical to the
+    code before devices existed and keeps its cache keys, any other combination gets its own cache entries.
+    ``num_workers``: image decoding and resizing in that many DataLoader worker processes (None: automatic,
+    see :func:`auto_workers`; 0: in this process). The result does not depend on it.
     """
+    from .device import device_provenance, numerics_key, resolve
+
+    dev, precision = resolve(device, precision)
     check_pool(pool)
     if batch_size < 1:
         raise UsageError(f"batch_size must be >= 1, got {batch_size}.")
@@ -164,7 +181,7 @@ def extract(
         loaded = _load_with_size(ref, size)
         names = _resolve_and_remember(loaded, ref, layer_request, root)
     spec_repr = f"size={size}" if size is not None else "native"
-    key = cache_key(ref.identity, dataset, names, pool, spec_repr)
+    key = cache_key(ref.identity, dataset, names, pool, spec_repr, numerics_key(dev, precision))
     path = root / f"{key}.safetensors"
     if cache and path.exists():
         t0 = time.perf_counter()
@@ -180,13 +197,20 @@ def extract(
     if loaded is None:
         loaded = _load_with_size(ref, size)
         names = _resolve_and_remember(loaded, ref, layer_request, root)
+    if hasattr(loaded, "to") and (dev.type != "cpu" or precision != "fp32" or getattr(loaded, "device", dev) != dev):
+        loaded.to(dev, precision)
+    workers = auto_workers(dataset, batch_size) if num_workers is None else int(num_workers)
     t0 = time.perf_counter()
-    feats = _run(loaded, dataset, names, pool, batch_size, progress)
+    from .device import oom_hint
+
+    with oom_hint(batch_size, f"extracting {ref.uri}"):
+        feats = _run(loaded, dataset, names, pool, batch_size, progress, workers)
     seconds = time.perf_counter() - t0
     provenance = {
         "model": ref.uri, "model_identity": ref.identity, "data": dataset.uri, "layers": names, "pool": pool,
         "input": repr(getattr(loaded, "spec", None)), "n_samples": len(dataset), "seconds": round(seconds, 3),
         "torch": torch.__version__, "transferlens": __version__, "cache_key": key,
+        **device_provenance(dev, precision), "num_workers": workers,
     }
     fs = FeatureSet(feats, dataset.labels.copy(), list(dataset.class_names), provenance)
     log.info("extracted %d layers x %d samples of %s on %s in %.1f s", len(names), len(dataset), ref.uri, dataset.uri, seconds)
@@ -233,21 +257,67 @@ def _load_with_size(ref: ModelRef, size: int | None) -> Any:
     return model
 
 
-def _run(model: Any, data: Dataset, layers: list[str], pool: str, batch_size: int, progress: bool) -> dict[str, np.ndarray]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+def auto_workers(data: Dataset, batch_size: int) -> int:
+    """DataLoader workers for image decoding: 0 for non-image data, for sources held in memory (built-ins,
+    whose loader only slices an array) and for fewer than 4 batches (starting a worker costs more than it
+    saves); else ``min(4, cpus - 1)``. ``TRANSFERLENS_WORKERS`` overrides it."""
+    import os
+
+    env = os.environ.get("TRANSFERLENS_WORKERS")
+    if env is not None and env.strip().isdigit():
+        return int(env)
+    if data.kind != "image" or not data.info.get("lazy_files") or len(data) < 4 * batch_size:
+        return 0
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
+class _ImageBatches(torch.utils.data.Dataset):
+    """Batch ``i`` = images of positions ``[i*b, (i+1)*b)`` at ``spec``, decoded where it is called (a worker)."""
+
+    def __init__(self, data: Dataset, spec: Any, n: int, batch_size: int) -> None:
+        self.data, self.spec, self.n, self.b = data, spec, n, batch_size
+
+    def __len__(self) -> int:
+        return (self.n + self.b - 1) // self.b
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.data.images(np.arange(i * self.b, min((i + 1) * self.b, self.n)), self.spec)
+
+
+def _batches(model: Any, data: Dataset, n: int, batch_size: int, workers: int) -> Any:
+    """``(positions, inputs)`` per batch, in order; image batches prepared in ``workers`` processes when > 0."""
+    starts = range(0, n, batch_size)
+    spec = getattr(model, "spec", None)
+    if workers <= 0 or data.kind != "image" or spec is None:
+        for start in starts:
+            positions = np.arange(start, min(start + batch_size, n))
+            yield positions, model.prepare(data, positions)
+        return
+    if data.kind != model.kind:
+        model.prepare(data, np.arange(0))  # the adapter's own kind check, before any worker starts
+    pin = getattr(model, "device", torch.device("cpu")).type == "cuda"
+    loader = torch.utils.data.DataLoader(_ImageBatches(data, spec, n, batch_size), batch_size=None, shuffle=False,
+                                         num_workers=workers, pin_memory=pin, prefetch_factor=2, persistent_workers=False)
+    for start, inputs in zip(starts, loader):
+        yield np.arange(start, min(start + batch_size, n)), inputs
+
+
+def _run(model: Any, data: Dataset, layers: list[str], pool: str, batch_size: int, progress: bool,
+         workers: int = 0) -> dict[str, np.ndarray]:
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+
+    from .progress import progress_bar  # a live bar on a terminal, periodic log lines elsewhere
 
     n = len(data)
     out: dict[str, np.ndarray] = {}
-    with Progress(TextColumn("[bold]extract[/] {task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  disable=not progress, transient=True) as bar:
+    with progress_bar("extract", TextColumn("[bold]extract[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeRemainingColumn(), enabled=progress, unit="samples", transient=True) as bar:
         task = bar.add_task(f"{model.uri} on {data.uri}", total=n)
         hooked = hasattr(model, "tapped")
         ctx = model.tapped(layers, pool) if hooked else None
         captured = ctx.__enter__() if ctx is not None else None
         try:
-            for start in range(0, n, batch_size):
-                positions = np.arange(start, min(start + batch_size, n))
-                inputs = model.prepare(data, positions)
+            for positions, inputs in _batches(model, data, n, batch_size, workers):
                 if hooked:
                     captured.clear()
                     model.forward(inputs)
@@ -258,7 +328,7 @@ def _run(model: Any, data: Dataset, layers: list[str], pool: str, batch_size: in
                 else:
                     batch = model.forward_layers(inputs, layers, pool)
                 for name, t in batch.items():
-                    arr = t.detach().cpu().numpy()
+                    arr = t.detach().float().cpu().numpy()
                     if name not in out:
                         out[name] = np.empty((n, arr.shape[1]), dtype=np.float32)
                     out[name][positions] = arr

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from ..defaults import DEFAULT_TARGET, DEFAULT_TOP_K
-from .common import ON_BAD_FILE, console, err_console, friendly, show_progress
+from .common import DEVICE, ON_BAD_FILE, PRECISION, console, err_console, friendly, show_progress
 
 _STYLE = {"ok": "green", "cached": "cyan", "failed": "red", "skipped": "red", "unavailable": "yellow"}
 
@@ -45,6 +45,8 @@ def assess_cmd(
     out: Path = typer.Option(Path("transferlens-out"), "--out", "-o", help="run directory: stage records and report.html"),
     fresh: bool = typer.Option(False, "--fresh", help="recompute every stage instead of reusing unchanged records"),
     on_bad_file: str = ON_BAD_FILE,
+    device: str = DEVICE,
+    precision: str = PRECISION,
 ) -> None:
     """Which candidate model (and layer) transfers to your data, how robust it is OOD; writes an HTML report.
 

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from ..errors import UsageError
 from ..io import atomic_write, check_writable_dir
-from .common import ON_BAD_FILE, console, data_skipped, friendly, show_progress
+from .common import DEVICE, ON_BAD_FILE, PRECISION, console, data_skipped, friendly, show_progress
 
 
 @friendly
@@ -24,6 +24,8 @@ def extract_cmd(
     out: Path = typer.Option(None, "--out", "-o", help="write the features here (.safetensors or .npz)"),
     no_cache: bool = typer.Option(False, "--no-cache", help="recompute even if cached"),
     on_bad_file: str = ON_BAD_FILE,
+    device: str = DEVICE,
+    precision: str = PRECISION,
 ) -> None:
     """Extract features of every requested layer in one forward pass per batch (cached)."""
     if out is not None and out.suffix not in (".safetensors", ".npz"):

@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from .common import ON_BAD_FILE, console, friendly, show_progress
+from .common import DEVICE, ON_BAD_FILE, PRECISION, console, friendly, show_progress
 
 
 def _pct(v: float | None) -> str:
@@ -35,6 +35,8 @@ def finetune_cmd(
     out: Path = typer.Option(None, "--out", "-o", help="directory for record.json, model.safetensors and the checkpoint"),
     no_resume: bool = typer.Option(False, "--no-resume", help="start over even if --out holds a checkpoint of this run"),
     on_bad_file: str = ON_BAD_FILE,
+    device: str = DEVICE,
+    precision: str = PRECISION,
 ) -> None:
     """Fine-tune a model with a robust method; per-epoch loss and validation accuracy, ID test and OOD accuracy."""
     from ..finetune.loop import run_finetune

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from ..io import check_writable_dir, write_record
-from .common import ON_BAD_FILE, console, data_skipped, friendly, show_progress
+from .common import DEVICE, ON_BAD_FILE, PRECISION, console, data_skipped, friendly, show_progress
 
 
 @friendly
@@ -26,6 +26,8 @@ def geometry_cmd(
     seed: int = typer.Option(0, help="seed of episodes, GC samples and probes"),
     out: Path = typer.Option(Path("transferlens-out"), "--out", "-o", help="directory for geometry.json"),
     on_bad_file: str = ON_BAD_FILE,
+    device: str = DEVICE,
+    precision: str = PRECISION,
 ) -> None:
     """Neural collapse, ranks, few-shot NCC accuracy and geometric complexity of every layer."""
     from ..geometry.report import geometry_report

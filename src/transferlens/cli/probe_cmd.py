@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from ..errors import UsageError
-from .common import ON_BAD_FILE, console, data_skipped, friendly, show_progress
+from .common import DEVICE, ON_BAD_FILE, PRECISION, console, data_skipped, friendly, show_progress
 
 PROBES = ("ridge", "lda", "logistic", "adamw")  # = transferlens.probe.analysis.PROBES (not imported: keeps start-up fast)
 
@@ -36,6 +36,8 @@ def probe_cmd(
     out: Path = typer.Option(None, "--out", "-o", help="directory for probe.json and probe.png"),
     no_cache: bool = typer.Option(False, "--no-cache", help="recompute features even if cached"),
     on_bad_file: str = ON_BAD_FILE,
+    device: str = DEVICE,
+    precision: str = PRECISION,
 ) -> None:
     """Probe every layer on ID and OOD data: accuracies, % OOD retained, Pearson, alignment, tunnel, rank, NC1."""
     from ..io import check_writable_dir, write_record

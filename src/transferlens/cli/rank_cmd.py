@@ -12,7 +12,7 @@ from rich.table import Table
 
 from ..errors import TransferLensError
 from ..io import atomic_write_text, check_writable_dir, write_record
-from .common import ON_BAD_FILE, console, data_skipped, friendly, show_progress
+from .common import DEVICE, ON_BAD_FILE, PRECISION, console, data_skipped, friendly, show_progress
 
 log = logging.getLogger("transferlens")
 
@@ -45,6 +45,8 @@ def rank_cmd(
     executor: str = typer.Option("local", help="local (in this process) | ray (one Ray task per model)"),
     address: str = typer.Option(None, help="Ray cluster for --executor ray: auto, or ray://host:10001 (default: start a local Ray runtime)"),
     on_bad_file: str = ON_BAD_FILE,
+    device: str = DEVICE,
+    precision: str = PRECISION,
 ) -> None:
     """Rank candidate models on a target dataset with transferability scores."""
     from ..executors import check_executor

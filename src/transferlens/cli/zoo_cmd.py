@@ -13,7 +13,7 @@ from ..errors import UsageError
 from ..zoo import registry
 from ..zoo.build import build_zoo
 from ..zoo.recipes import RECIPES, TINY
-from .common import console, friendly, show_progress
+from .common import DEVICE, PRECISION, console, friendly, show_progress
 
 app = typer.Typer(help="The embedded model zoo: small backbones pretrained here, on CPU.", no_args_is_help=True)
 
@@ -77,6 +77,10 @@ def evaluate_cmd(
     out: Path = typer.Option(Path("zoo-ground-truth"), "--out", help="folder for ground_truth.json / .csv"),
     executor: str = typer.Option("local", help="local (in this process) | ray (one Ray task per model x target pair)"),
     address: str = typer.Option(None, help="Ray cluster for --executor ray: auto, or ray://host:10001 (default: a local Ray runtime)"),
+    pool: str = typer.Option("zoo", "--pool", help="candidates: zoo (the zoo models) | real (ImageNet backbones, their random-init "
+                             "twins and >= 5 taps of each, MiniLM + mpnet layers for text; probe + NCC only) | all"),
+    device: str = DEVICE,
+    precision: str = PRECISION,
 ) -> None:
     """Ground truth: linear-probe, few-shot NCC and fine-tuning accuracy (ID and OOD) of every model x target."""
     from dataclasses import replace
@@ -102,7 +106,7 @@ def evaluate_cmd(
             bar.update(task, description=what, completed=done, total=total)
 
         records = evaluate_zoo(model or None, target or None, protocol, progress=report, shard=(index, count),
-                               executor=executor, address=address)
+                               executor=executor, address=address, pool=pool)
     jpath, cpath = write_table(ground_truth_table(records), out)
     console.print(f"{len(records)} results ({len(records) // max(1, len(protocol.seeds))} model x target pairs) -> {cpath}, {jpath}, {out / 'ground_truth.md'}")
 

@@ -1,4 +1,4 @@
-"""Multi-process data parallelism on CPU: the process group, this rank's samples, and reductions.
+"""Multi-process data parallelism (CPU: gloo; GPUs: NCCL): the process group, this rank's samples, and reductions.
 
 Launched under ``torchrun`` (``WORLD_SIZE`` > 1) a run joins a gloo process group; the model is wrapped in
 ``DistributedDataParallel`` by the caller. Sample order follows ``torch.utils.data.DistributedSampler``
@@ -61,15 +61,16 @@ class DistContext:
             self.owns_group = False
 
 
-def join() -> DistContext:
-    """Join the torchrun process group (gloo) when ``WORLD_SIZE`` > 1; a single-process context otherwise."""
+def join(device_type: str = "cpu") -> DistContext:
+    """Join the torchrun process group when ``WORLD_SIZE`` > 1 (gloo; with ``device_type="cuda"``, NCCL for CUDA
+    tensors and gloo for the CPU reductions); a single-process context otherwise."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return DistContext()
     import torch.distributed as dist
 
     owns = not dist.is_initialized()
     if owns:
-        dist.init_process_group("gloo")
+        dist.init_process_group("cpu:gloo,cuda:nccl" if device_type == "cuda" else "gloo")
     return DistContext(dist.get_rank(), dist.get_world_size(), owns)
 
 

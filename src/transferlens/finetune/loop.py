@@ -17,7 +17,14 @@ radius per epoch, where θ₀ is the starting point (pretrained backbone + the n
 * Under ``torchrun`` (``WORLD_SIZE`` > 1) the model is wrapped in DistributedDataParallel (gloo), each
   rank trains on its DistributedSampler share of every batch (``batch_size`` is the global batch), and
   only rank 0 writes (see :mod:`.dist`).
-* Deterministic for a fixed seed, thread count and world size on CPU.
+* Device and precision (:mod:`transferlens.device`): the model, its optimizer state (created on the
+  parameters' device by the FTP / TPGM / AdamW optimizers) and every batch live on ``device``; the
+  images are prepared on the CPU and moved one batch at a time. ``precision`` bf16 / fp16 runs the training
+  forward pass and loss under autocast (fp16 with a gradient scaler, gradients unscaled before L2-SP adds
+  its term); weights, optimizer state and evaluation stay float32. Under torchrun on GPUs each rank takes
+  ``cuda:LOCAL_RANK`` and the group uses NCCL for CUDA tensors (gloo for the CPU reductions).
+* Deterministic for a fixed seed, thread count and world size on CPU; CPU + fp32 is the reference path
+  (nothing moved, no autocast), and only other devices or precisions enter the checkpoint fingerprint.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from torch import Tensor, nn
 from ..data import load_data
 from ..data.base import Dataset, stratified_split
 from ..errors import CacheError, InputError, UsageError
+from ..device import device_provenance
 from ..io import atomic_write, write_record
 from .dist import DistContext, epoch_positions, join
 from .methods import DEFAULT_LR, Regime, fit_lp_head, method_options
@@ -72,6 +80,8 @@ def run_finetune(
     out_dir: Path | None = None,
     resume: bool = True,
     progress: bool = False,
+    device: str | torch.device | None = "auto",
+    precision: str | None = None,
     **method_kwargs: Any,
 ) -> dict[str, Any]:
     """Fine-tune ``model`` on ``train`` with ``method``; evaluate on ``val``, ``test`` and every ``ood`` set.
@@ -79,6 +89,7 @@ def run_finetune(
     ``lr`` defaults to :data:`~.methods.DEFAULT_LR` of the method; ``method_kwargs`` are the method's
     options (:data:`~.methods.OPTIONS`, e.g. ``k=0.5`` for FTP, ``alpha=0.1`` for L2-SP). ``threads``:
     torch intra-op threads for this call (default: unchanged; under torchrun ``cpus // world``).
+    ``device`` / ``precision``: see :func:`transferlens.device.resolve` (``auto``: the GPU when present).
     Returns the record (also written to ``out_dir/record.json`` by rank 0): ``hyperparameters``, ``data``
     (sizes, classes), ``history`` (per epoch: train loss, val accuracy, lr, seconds), ``accuracy`` (val, test,
     ood per URI, ood_mean), ``linear_probe`` (LP-FT / WiSE-FT: the LP head's accuracies before fine-tuning),
@@ -86,10 +97,16 @@ def run_finetune(
     ``distance_max_row_l1``), ``cost`` (wall-clock ``seconds`` over all sessions, ``train_seconds`` of the
     training steps, ``peak_rss_mib`` = max over ranks of ru_maxrss, threads, world size) and ``notes``.
     """
+    from ..device import numerics_key, resolve
+
+    dev, precision = resolve(device, precision)
     opts = method_options(method, method_kwargs)
     lr = DEFAULT_LR[method] if lr is None else float(lr)
     _check_args(method, head, epochs, lr, batch_size, weight_decay, val_fraction, threads)
-    ctx = join()
+    ctx = join(dev.type)
+    if ctx.world > 1 and dev.type == "cuda":  # one GPU per rank
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", ctx.rank)) % torch.cuda.device_count())
+        torch.cuda.set_device(dev)
     before = torch.get_num_threads()
     try:
         if threads or ctx.world > 1:
@@ -97,7 +114,9 @@ def run_finetune(
         settings = dict(model=model, train=train, method=method, val=val, epochs=epochs, lr=lr, batch_size=batch_size,
                         seed=seed, head=head, weight_decay=weight_decay,
                         val_fraction=None if val is not None else val_fraction, options=opts, world_size=ctx.world)
-        return _Run(settings, test, list(ood), ctx, out_dir, resume, progress).execute()
+        if numerics_key(dev, precision) is not None:
+            settings["numerics"] = numerics_key(dev, precision)
+        return _Run(settings, test, list(ood), ctx, out_dir, resume, progress, dev, precision).execute()
     finally:
         torch.set_num_threads(before)
         ctx.close()
@@ -141,8 +160,11 @@ class _Run:
     """One call of :func:`run_finetune` (state shared by its stages)."""
 
     def __init__(self, settings: dict[str, Any], test: str | None, ood: list[str], ctx: DistContext,
-                 out_dir: Path | None, resume: bool, progress: bool) -> None:
+                 out_dir: Path | None, resume: bool, progress: bool, device: torch.device | None = None,
+                 precision: str = "fp32") -> None:
         self.s, self.test, self.ood, self.ctx = settings, test, ood, ctx
+        self.device, self.precision = device or torch.device("cpu"), precision
+        self.scaler = torch.amp.GradScaler(self.device.type) if precision == "fp16" else None
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.resume, self.progress = resume, progress
         self.t0 = time.perf_counter()
@@ -180,7 +202,11 @@ class _Run:
         """Accuracy with the samples sharded over ranks and the counts summed (float64)."""
         x, y = xy
         sl = slice(self.ctx.rank, None, self.ctx.world)
-        correct, n = self.ctx.sum([accuracy_count(module, x[sl], y[sl]), float(x[sl].shape[0])])
+        if self.device.type == "cpu":
+            count = accuracy_count(module, x[sl], y[sl])
+        else:
+            count = sum(accuracy_count(module, xb.to(self.device), yb.to(self.device)) for xb, yb in zip(x[sl].split(512), y[sl].split(512)))
+        correct, n = self.ctx.sum([count, float(x[sl].shape[0])])
         return correct / max(1.0, n)
 
     # ------------------------------------------------------------------------------------- checkpoint
@@ -232,6 +258,8 @@ class _Run:
         torch.manual_seed(s["seed"])
         head_path, self.head_names = replace_head(net, len(self.class_names), s["head"], s["seed"])
         train, val = self._tensors("train"), self._tensors("val")
+        if self.device.type != "cpu":
+            net.to(self.device)
         ckpt = self._read_checkpoint()
         lp = None
         if ckpt is not None:
@@ -241,7 +269,8 @@ class _Run:
             lp = {"C": s["options"]["lp_C"], "train_accuracy": fit_lp_head(net, head_path, *train, s["options"]["lp_C"])}
         ddp: nn.Module = net
         if ctx.world > 1:
-            ddp = nn.parallel.DistributedDataParallel(net)  # broadcasts rank 0's weights
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            ddp = nn.parallel.DistributedDataParallel(net, device_ids=ids)  # broadcasts rank 0's weights
         theta0 = {k: v.detach().clone() for k, v in net.state_dict().items()}
         regime = Regime(s["method"], s["options"], net, self.head_names, lr=s["lr"], weight_decay=s["weight_decay"],
                         val_batches=self._val_batches(val))
@@ -259,6 +288,8 @@ class _Run:
             regime.load_state_dict(ckpt["regime"])
             sched.load_state_dict(ckpt["scheduler"])
             torch.set_rng_state(ckpt["rng"])
+            if self.scaler is not None and ckpt.get("scaler"):
+                self.scaler.load_state_dict(ckpt["scaler"])
             history, points, start = list(ckpt["history"]), list(ckpt["trace"]), int(ckpt["epoch"])
             elapsed_before, train_seconds = float(ckpt["elapsed"]), float(ckpt["train_seconds"])
             self.notes.append(f"resumed from the checkpoint of epoch {start} in {self.out_dir}")
@@ -282,6 +313,7 @@ class _Run:
                     "format": FORMAT, "fingerprint": self.fingerprint, "epoch": epoch + 1, "model": net.state_dict(),
                     "theta0": theta0, "regime": regime.state_dict(), "scheduler": sched.state_dict(),
                     "rng": torch.get_rng_state(), "history": history, "trace": points, "lp": lp,
+                    **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {}),
                     "elapsed": elapsed_before + time.perf_counter() - self.t0, "train_seconds": train_seconds,
                 })
         final, wise = self._final_accuracies(net, theta0, val)
@@ -304,11 +336,25 @@ class _Run:
             idx = torch.tensor(pos[i : i + b])
             if idx.numel() < 2:  # BatchNorm cannot train on one sample (same on every rank)
                 continue
-            loss = F.cross_entropy(ddp(train[0][idx]), train[1][idx])
+            if self.device.type == "cpu" and self.precision == "fp32":  # the reference path, unchanged
+                loss = F.cross_entropy(ddp(train[0][idx]), train[1][idx])
+            else:
+                from ..device import autocast
+
+                xb, yb = train[0][idx].to(self.device, non_blocking=True), train[1][idx].to(self.device, non_blocking=True)
+                with autocast(self.device, self.precision):
+                    loss = F.cross_entropy(ddp(xb), yb)
             regime.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            regime.after_backward()
-            regime.optimizer.step()
+            if self.scaler is None:
+                loss.backward()
+                regime.after_backward()
+                regime.optimizer.step()
+            else:  # fp16: scaled loss; true gradients before L2-SP's term; the step is skipped on inf/NaN
+                self.scaler.scale(loss).backward()
+                self.scaler.unscale_(regime.optimizer)
+                regime.after_backward()
+                self.scaler.step(regime.optimizer)
+                self.scaler.update()
             regime.after_step(step)
             sched.step()
             step += 1
@@ -323,7 +369,7 @@ class _Run:
         if self.s["method"] != "tpgm":
             return []
         order = torch.randperm(len(val[0]), generator=torch.Generator().manual_seed(self.s["seed"]))
-        return [(val[0][idx], val[1][idx]) for idx in order.split(self.s["batch_size"])]
+        return [(val[0][idx].to(self.device), val[1][idx].to(self.device)) for idx in order.split(self.s["batch_size"])]
 
     def _final_accuracies(self, net: nn.Module, theta0: dict[str, Tensor], val: Pair) -> tuple[dict[str, float], dict | None]:
         from .recipes import interpolate_state_dicts, wise_ft_sweep
@@ -366,12 +412,15 @@ class _Run:
             "cost": {"seconds": elapsed_before + seconds, "seconds_this_call": seconds, "train_seconds": train_seconds,
                      "peak_rss_mib": peak, "threads": torch.get_num_threads(), "world_size": ctx.world,
                      "steps": s["epochs"] * steps_per_epoch},
+            "device": device_provenance(self.device, self.precision),
             "resumed_from_epoch": start, "notes": self.notes,
         }
 
 
 def _progress_bar(enabled: bool) -> Any:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
-    return Progress(TextColumn("[bold]finetune[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), disable=not enabled)
+    from ..progress import progress_bar  # a live bar on a terminal, periodic log lines elsewhere
+
+    return progress_bar("finetune", TextColumn("[bold]finetune[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), enabled=enabled, unit="steps")

@@ -6,7 +6,7 @@
   subset of the classes, in any order; a class the train set lacks is an error);
 * :func:`find_head` / :func:`replace_head`: swap the classifier for a new ``nn.Linear`` or a fixed
   :class:`~transferlens.finetune.heads.SimplexETFHead` with K outputs;
-* :func:`head_inputs`: the penultimate features (the head's input), for a linear probe;
+* :func:`head_inputs`: the penultimate features (the head's input, on the CPU), for a linear probe;
 * :func:`accuracy`: top-1 accuracy in eval mode.
 """
 
@@ -122,12 +122,13 @@ def head_inputs(module: nn.Module, head_path: str, x: Tensor, batch: int = 256) 
     captured: list[Tensor] = []
     hook = module.get_submodule(head_path).register_forward_hook(lambda _m, inp, _out: captured.append(inp[0].detach()))
     module.eval()
+    dev = next(module.parameters()).device
     try:
         for i in range(0, x.shape[0], batch):
-            module(x[i : i + batch])
+            module(x[i : i + batch].to(dev))
     finally:
         hook.remove()
-    return torch.cat(captured).flatten(1)
+    return torch.cat(captured).flatten(1).cpu()
 
 
 def accuracy_count(module: nn.Module, x: Tensor, y: Tensor, batch: int = 512) -> int:

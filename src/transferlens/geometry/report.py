@@ -38,11 +38,17 @@ def _pooled_tap(model: Any, layer: str, pool: str):
 
 def geometry_report(model: str, data: str, layers: str = "all", *, pool: str = "auto", n_way: int = 5, k_shot: int = 5,
                     n_episodes: int = 200, gc_samples: int = 64, gc_probes: int = 8, seed: int = 0,
-                    size: int | None = None, progress: bool = False) -> dict:
-    """Geometry of each layer of ``model`` on ``data``; returns a record-ready dict."""
+                    size: int | None = None, progress: bool = False, device: str | torch.device | None = "auto") -> dict:
+    """Geometry of each layer of ``model`` on ``data``; returns a record-ready dict.
+
+    ``device`` (:func:`transferlens.device.resolve_device`): extraction and the GC backward passes run there
+    (GC in float32 whatever the precision: it differentiates with respect to the pixels)."""
+    from ..device import resolve_device
+
+    dev = resolve_device(device)
     ref = resolve_model(model)
     dataset = load_data(data)
-    fs = extract(ref, dataset, layers, pool=pool, size=size, progress=progress)
+    fs = extract(ref, dataset, layers, pool=pool, size=size, progress=progress, device=dev)
     n_way = min(n_way, len(fs.class_names))
     smallest = int(np.bincount(fs.labels).min())
     n_query = min(15, smallest - k_shot)  # as many queries as the smallest class allows, at most 15
@@ -54,6 +60,9 @@ def geometry_report(model: str, data: str, layers: str = "all", *, pool: str = "
         rng = np.random.default_rng(seed)
         gc_pos = np.sort(rng.choice(len(dataset), size=min(gc_samples, len(dataset)), replace=False))
         gc_inputs = loaded.prepare(dataset, gc_pos)
+        if dev.type != "cpu":
+            loaded.to(dev)  # fp32: GC needs input gradients at full precision
+            gc_inputs = gc_inputs.to(dev)
     rows = []
     for layer in fs.layers:
         x = fs[layer]
@@ -78,5 +87,5 @@ def geometry_report(model: str, data: str, layers: str = "all", *, pool: str = "
         "model": ref.uri, "data": dataset.uri, "n_samples": fs.n_samples, "n_classes": len(fs.class_names), "pool": pool,
         "fewshot": {"n_way": n_way, "k_shot": k_shot, "n_query": max(n_query, 0), "n_episodes": n_episodes, "classifier": "ncc"},
         "gc": {"samples": gc_samples if loaded is not None else 0, "probes": gc_probes, "input": "pixels in [0, 1]"},
-        "seed": seed, "layers": rows,
+        "seed": seed, "layers": rows, "device": str(dev),
     }

@@ -61,6 +61,17 @@ class HookedImageModel:
         # TorchScript modules take no hooks: only their final output can be read.
         self._scripted = isinstance(self.module, torch.jit.ScriptModule)
         self._output_sink: tuple[dict, str] | None = None
+        self.device, self.precision = torch.device("cpu"), "fp32"
+
+    def to(self, device: torch.device | str, precision: str = "fp32") -> "HookedImageModel":
+        """Run on ``device`` at ``precision`` (see :mod:`transferlens.device`): moves the module and the
+        normalisation constants; inputs are moved per batch in :meth:`forward`. Returns self."""
+        from ..device import check_precision
+
+        self.device, self.precision = torch.device(device), check_precision(precision)
+        self.module.to(self.device)
+        self._mean, self._std = self._mean.to(self.device), self._std.to(self.device)
+        return self
 
     def layer_names(self) -> list[str]:
         return ["output"] if self._scripted else default_taps(self.module)
@@ -111,7 +122,14 @@ class HookedImageModel:
 
     @torch.inference_mode()
     def forward(self, inputs: torch.Tensor) -> None:
-        out = self.module((inputs - self._mean) / self._std)
+        if self.device.type == "cpu" and self.precision == "fp32":  # the reference path, unchanged
+            out = self.module((inputs - self._mean) / self._std)
+        else:
+            from ..device import autocast, move_batch
+
+            inputs = move_batch(inputs, self.device)
+            with autocast(self.device, self.precision):
+                out = self.module((inputs - self._mean) / self._std)
         if self._output_sink is not None:
             sink, pool = self._output_sink
             t = _first_tensor(out)
@@ -145,6 +163,15 @@ class HiddenStateModel:
         cfg = self.module.config
         self.n_layers = int(getattr(cfg, "num_hidden_layers", 0) or getattr(cfg, "n_layer", 0))
         self.has_cls_token = self.kind == "image"  # ViT-like vision encoders put CLS first
+        self.device, self.precision = torch.device("cpu"), "fp32"
+
+    def to(self, device: torch.device | str, precision: str = "fp32") -> "HiddenStateModel":
+        """Run on ``device`` at ``precision`` (see :mod:`transferlens.device`). Returns self."""
+        from ..device import check_precision
+
+        self.device, self.precision = torch.device(device), check_precision(precision)
+        self.module.to(self.device)
+        return self
 
     def layer_names(self) -> list[str]:
         return [f"hidden_states.{i}" for i in range(self.n_layers + 1)]
@@ -166,14 +193,25 @@ class HiddenStateModel:
 
     @torch.inference_mode()
     def forward_layers(self, inputs: Any, layers: list[str], pool: str) -> dict[str, torch.Tensor]:
+        if self.device.type == "cpu" and self.precision == "fp32":  # the reference path, unchanged
+            return self._forward_layers(inputs, layers, pool)
+        from ..device import autocast
+
+        with autocast(self.device, self.precision):
+            return self._forward_layers(inputs, layers, pool)
+
+    def _forward_layers(self, inputs: Any, layers: list[str], pool: str) -> dict[str, torch.Tensor]:
         mask = None
         if self.kind == "text":
             enc = self.tokenizer(list(inputs), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+            if self.device.type != "cpu":
+                enc = {k: v.to(self.device) for k, v in enc.items()}
             mask = enc["attention_mask"]
             out = self.module(**enc, output_hidden_states=True)
         else:
-            mean = torch.tensor(self.mean).view(1, -1, 1, 1)
-            std = torch.tensor(self.std).view(1, -1, 1, 1)
+            inputs = inputs.to(self.device)
+            mean = torch.tensor(self.mean, device=self.device).view(1, -1, 1, 1)
+            std = torch.tensor(self.std, device=self.device).view(1, -1, 1, 1)
             out = self.module(pixel_values=(inputs - mean) / std, output_hidden_states=True)
         states = out.hidden_states
         text_pool = "mean" if pool == "auto" else pool

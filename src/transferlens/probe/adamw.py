@@ -7,7 +7,8 @@ Recipe (H24 App. A.3–A.6; ``cnn_experiments/linear_probe2.py`` of github.com/y
 Deliberate differences: the paper reports the *best test* accuracy over the 30 epochs (model selection
 on the test set); here the epoch is chosen on a validation split (``x_val``/``y_val``) and its weights
 are kept, or the last epoch is used without validation data. Batches are drawn by index from an
-in-memory tensor (no DataLoader), with a seeded generator, so runs are deterministic. The batch size
+in-memory tensor (no DataLoader), with a seeded generator, so runs are deterministic (on the device of
+``device``, the GPU under ``auto`` when present). The batch size
 defaults to 256 (the official loader; the paper's text says 128).
 """
 
@@ -61,8 +62,13 @@ def fit_adamw_probe(
     init_std: float = 0.01,
     standardize: bool = False,
     seed: int = 0,
+    device: str | torch.device | None = "auto",
 ) -> AdamWProbe:
-    """Train the reference probe; with validation data the best-validation epoch is kept."""
+    """Train the reference probe; with validation data the best-validation epoch is kept.
+
+    ``device`` (:func:`transferlens.device.resolve_device`; ``auto`` = the GPU when present): where the layer
+    trains. The initial weights and the batch order come from a CPU generator seeded by ``seed`` on every
+    device; on the CPU the probe is bit-identical to before devices existed."""
     xm, lab, k = check_features_labels(x, y, n_classes=n_classes)
     if epochs < 1 or batch_size < 1 or not lr > 0:
         raise InputError(f"epochs and batch_size must be >= 1 and lr > 0, got {epochs}, {batch_size}, {lr}.")
@@ -84,13 +90,21 @@ def fit_adamw_probe(
     with torch.no_grad():
         lin.weight.normal_(0.0, init_std, generator=gen)
         lin.bias.zero_()
+    from ..device import resolve_device
+
+    dev = resolve_device(device)
+    if dev.type != "cpu":
+        lin.to(dev)
+        xt, yt = xt.to(dev), yt.to(dev)
+        if has_val:
+            xv, yv = xv.to(dev), yv.to(dev)
     opt = torch.optim.AdamW(lin.parameters(), lr=lr, weight_decay=weight_decay)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=label_smoothing)
     n = xt.shape[0]
     best = (-1.0, None, -1)
     history = []
     for epoch in range(epochs):
-        perm = torch.randperm(n, generator=gen)
+        perm = torch.randperm(n, generator=gen).to(dev)
         for i in range(0, n, batch_size):
             idx = perm[i : i + batch_size]
             opt.zero_grad(set_to_none=True)
@@ -109,4 +123,5 @@ def fit_adamw_probe(
     info = {"epochs": epochs, "lr": lr, "weight_decay": weight_decay, "batch_size": batch_size,
             "label_smoothing": label_smoothing, "standardize": standardize, "seed": seed,
             "best_epoch": best[2] if has_val else epochs - 1, "val_accuracy": history}
-    return AdamWProbe(w.numpy().astype(np.float64), b.numpy().astype(np.float64), mean, scale, info)
+    info["device"] = str(dev)
+    return AdamWProbe(w.cpu().numpy().astype(np.float64), b.cpu().numpy().astype(np.float64), mean, scale, info)

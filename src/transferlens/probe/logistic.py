@@ -5,6 +5,8 @@ on features standardised with the training statistics; C is swept over a log gri
 validation split, warm-started from the previous C (small C first), then refitted on all training data.
 This is the CLIP-style linear-probe protocol (Radford et al. 2021, App. A.3), the closest closed-loop
 relative of the AdamW probe of Harun et al. (NeurIPS 2024) that needs no learning-rate schedule.
+It runs on the CPU whatever ``--device`` says: scikit-learn has no GPU path, and the fit on (N, D) pooled
+features is small next to the extraction that produced them (which does run on the device).
 """
 
 from __future__ import annotations
