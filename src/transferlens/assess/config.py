@@ -27,6 +27,7 @@ class AssessConfig:
     finetune: bool = False
     finetune_methods: tuple[str, ...] = DEFAULT_FINETUNE_METHODS
     finetune_epochs: int = 10
+    field: str | None = None  # unlabelled deployment data: estimated field accuracy per candidate
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -44,7 +45,8 @@ def default_models(modality: str) -> list[str]:
 def make_config(models: list[str] | None = None, data: str | None = None, *, test: str | None = None,
                 ood: list[str] | None = None, target: str | None = None, scores: list[str] | None = None,
                 top_k: int = DEFAULT_TOP_K, pool: str = "avg2x2", seed: int = 0, finetune: bool = False,
-                finetune_epochs: int = 10, gc_samples: int = 64, modality: str | None = None) -> AssessConfig:
+                finetune_epochs: int = 10, gc_samples: int = 64, modality: str | None = None,
+                field: str | None = None) -> AssessConfig:
     """Check the user's choices and fill in the defaults (the built-in target when neither data nor target is given).
 
     ``modality`` ("image" / "text") picks the default candidates when ``models`` is empty; for user data the
@@ -86,4 +88,4 @@ def make_config(models: list[str] | None = None, data: str | None = None, *, tes
                 get_score(name)  # UsageError naming the known scores
     return AssessConfig(models=chosen, train=data, test=test, ood=ood_list, target=target,
                         scores=list(scores) if scores else list(DEFAULT_ASSESS_SCORES), top_k=top_k, pool=pool,
-                        seed=seed, gc_samples=gc_samples, finetune=finetune, finetune_epochs=finetune_epochs)
+                        seed=seed, gc_samples=gc_samples, finetune=finetune, finetune_epochs=finetune_epochs, field=field)

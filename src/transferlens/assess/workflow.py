@@ -8,6 +8,8 @@ Stages (each one's record in ``<out>/stages/``, reused when its inputs did not c
 3. ``rank``: transferability scores and the combined mean-rank recommendation (:func:`rank_models`).
 4. ``probe:<model>``: layer-wise ID/OOD ridge probes and the tunnel for the ``top_k`` best-ranked models.
 5. ``geometry:<model>``: NC, ranks, GC and few-shot accuracy per layer, and few-shot accuracy vs shots.
+5b. ``field`` (with ``field=DATA``): every scored candidate's accuracy on the unlabelled field data, estimated
+   (ATC, DoC, agreement-on-the-line, ID accuracy; :mod:`.field`).
 6. ``finetune:<method>`` (with ``finetune=True``): a short fine-tune of the winner, FTP vs plain.
 
 Then the decision (:mod:`.decision`), ``assess.json`` and ``report.html``.
@@ -152,18 +154,19 @@ def assess(models: list[str] | None = None, data: str | None = None, out: str | 
            test: str | None = None, ood: list[str] | None = None, target: str | None = None, scores: list[str] | None = None,
            top_k: int | None = None, pool: str = "avg2x2", seed: int = 0, finetune: bool = False, finetune_epochs: int = 10,
            gc_samples: int = 64, reuse: bool = True, report: bool = True, progress: bool = False,
-           on_event: Event | None = None, threads: int | None = None) -> dict:
+           on_event: Event | None = None, threads: int | None = None, field: str | None = None) -> dict:
     """Run the workflow into ``out`` and return the loaded run (see :func:`transferlens.report.run.load_run`).
 
     With no ``models`` and no ``data``: the built-in ``digits`` target against every zoo model.
     ``threads``: torch and BLAS threads during the run (restored after; None leaves them as they are).
+    ``field``: unlabelled deployment data (labels ignored if present): estimated field accuracy per candidate.
     """
     if threads is not None and threads < 1:
         raise UsageError(f"threads must be >= 1 (or None to leave the thread settings alone), got {threads}.")
     with _thread_limit(threads):
         return _assess(models, data, out, test=test, ood=ood, target=target, scores=scores, top_k=top_k, pool=pool, seed=seed,
                        finetune=finetune, finetune_epochs=finetune_epochs, gc_samples=gc_samples, reuse=reuse, report=report,
-                       progress=progress, on_event=on_event)
+                       progress=progress, on_event=on_event, field=field)
 
 
 @contextlib.contextmanager
@@ -187,7 +190,8 @@ def _thread_limit(threads: int | None) -> Iterator[None]:
 
 def _assess(models: list[str] | None, data: str | None, out: str | Path, *, test: str | None, ood: list[str] | None,
             target: str | None, scores: list[str] | None, top_k: int | None, pool: str, seed: int, finetune: bool,
-            finetune_epochs: int, gc_samples: int, reuse: bool, report: bool, progress: bool, on_event: Event | None) -> dict:
+            finetune_epochs: int, gc_samples: int, reuse: bool, report: bool, progress: bool, on_event: Event | None,
+            field: str | None = None) -> dict:
     from ..defaults import DEFAULT_TOP_K
     from ..report.run import load_run
 
@@ -200,7 +204,7 @@ def _assess(models: list[str] | None, data: str | None, out: str | Path, *, test
 
     cfg = make_config(models, data, test=test, ood=ood, target=target, scores=scores,
                       top_k=DEFAULT_TOP_K if top_k is None else top_k, pool=pool, seed=seed, finetune=finetune,
-                      finetune_epochs=finetune_epochs, gc_samples=gc_samples, modality=modality)
+                      finetune_epochs=finetune_epochs, gc_samples=gc_samples, modality=modality, field=field)
     run_dir = Path(out)
     started = _dt.datetime.now(_dt.timezone.utc)
     t_start = time.perf_counter()
@@ -273,6 +277,9 @@ def _assess(models: list[str] | None, data: str | None, out: str | Path, *, test
                        do_geometry)
         records["geometry"][m] = rel(o)
 
+    if cfg.field:
+        _field_stage(runner, records, cfg, mres, rank, train_id, test_id, test_uri, rel)
+
     problems = _problems(runner.outcomes, dres, rank)
     decision = decide(cfg.to_dict(), dres, rank, probes, {}, problems)
     winner = decision.get("model")
@@ -325,6 +332,29 @@ def _assess(models: list[str] | None, data: str | None, out: str | Path, *, test
             if on_event:
                 on_event("report", "failed", str(exc))
     return run
+
+
+def _field_stage(runner: StageRunner, records: dict, cfg: AssessConfig, mres: dict, rank: dict | None, train_id: dict | None,
+                 test_id: dict | None, test_uri: str | None, rel: Callable[[StageOutcome], str]) -> None:
+    """The ``field`` stage: estimated field accuracy of every candidate the rank stage scored (:mod:`.field`)."""
+    from .field import assess_field, describe_field
+
+    scored = [r["model"] for r in (rank or {}).get("models", []) if not r.get("error")]
+    try:
+        field_id = _data_id(describe_field(cfg.field))
+    except TransferLensError as exc:
+        field_id = {"uri": cfg.field, "error": str(exc)}
+
+    def do_field() -> dict:
+        if train_id is None or rank is None:
+            raise StageSkipped("the data or rank stage failed, so there are no candidates to estimate.")
+        if field_id.get("error"):
+            raise InputError(f"the --field data {cfg.field} cannot be read: {field_id['error']}")
+        return assess_field(scored, cfg.train, cfg.field, test=test_uri, seed=cfg.seed)
+
+    o = runner.run("field", {"models": [_identity(mres, m) for m in scored], "train": train_id, "test": test_id,
+                             "field": field_id, "seed": cfg.seed}, do_field)
+    records["field"] = rel(o)
 
 
 def _problems(outcomes: list[StageOutcome], dres: dict | None, rank: dict | None) -> list[str]:

@@ -25,6 +25,15 @@ def _printer(progress: bool):
     return on_event
 
 
+def _print_field(run: dict) -> None:
+    """One line: the recommended model's estimated accuracy on the --field data, each estimate with its expected error."""
+    from ..report.field import field_line
+
+    line = field_line(run)
+    if line:
+        console.print(line, highlight=False, soft_wrap=True)
+
+
 @friendly
 def assess_cmd(
     data: str = typer.Option(None, "--data", "-d", help=f"your labelled data URI (default: the built-in '{DEFAULT_TARGET}' target)"),
@@ -44,6 +53,8 @@ def assess_cmd(
                                 "machine; 0 = leave as is)"),
     out: Path = typer.Option(Path("transferlens-out"), "--out", "-o", help="run directory: stage records and report.html"),
     fresh: bool = typer.Option(False, "--fresh", help="recompute every stage instead of reusing unchanged records"),
+    field: str = typer.Option(None, "--field", help="unlabelled deployment data URI (labels ignored if present): estimate each "
+                              "candidate's accuracy there (ATC, DoC, agreement-on-the-line) with its measured error"),
     on_bad_file: str = ON_BAD_FILE,
     device: str = DEVICE,
     precision: str = PRECISION,
@@ -65,10 +76,11 @@ def assess_cmd(
         run = assess(list(model) if model else None, data, out, test=test, ood=list(ood) if ood else None, target=target,
                      scores=[s.strip() for s in scores.split(",") if s.strip()] if scores else None, top_k=top, pool=pool,
                      seed=seed, finetune=finetune, finetune_epochs=finetune_epochs, gc_samples=gc_samples, reuse=not fresh, progress=progress,
-                     on_event=_printer(progress), threads=threads or None)
+                     on_event=_printer(progress), threads=threads or None, field=field)
     finally:
         log.setLevel(level)
     print_summary(run, console)
+    _print_field(run)
     if run.get("report_error"):
         err_console.print(f"[bold red]error:[/] the report could not be written: {run['report_error']}", highlight=False)
         raise typer.Exit(1)

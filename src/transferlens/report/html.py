@@ -246,6 +246,42 @@ def _finetune(run: dict) -> str:
     return "".join(out) + "</section>"
 
 
+def _field(run: dict) -> str:
+    """``assess --field``: every candidate's estimated accuracy on the unlabelled field data, each estimator with its
+    expected error (MAE measured on the zoo, docs/validity.md); empty when no --field data was given."""
+    from .field import LABELS, estimator_order, field_focus, field_line
+
+    st = run.get("field")
+    if st is None:
+        return ""
+    out = ['<section id="field"><h2>Field accuracy, estimated from unlabelled data</h2>']
+    res = result(st)
+    if res is None:
+        return "".join(out) + _problem(st, "The field stage") + "</section>"
+    names, err = estimator_order(res), res.get("expected_error") or {}
+    out.append(f'<p class="headline" id="field-line">{esc(field_line(run))}</p>')
+    out.append(f'<p class="muted">A logistic probe on each candidate\'s ID features, validated on {esc(res.get("validation"))}; '
+               "the field labels are never read. ATC (Garg et al. 2022) and DoC (Guillory et al. 2021) read the probe's "
+               "confidence on the field samples; agreement-on-the-line (Baek et al. 2022) maps each candidate's ID accuracy "
+               "through the line that the candidates' pairwise agreement follows from ID to field data (it assumes accuracy "
+               "follows the same line). The expected error is the mean absolute error of each estimator measured against "
+               "labelled OOD sets on the zoo (docs/validity.md).</p>")
+    aol = res.get("aol") or {}
+    if aol.get("reason"):
+        out.append(f'<div class="box info">Agreement-on-the-line not available: {esc(aol["reason"])}</div>')
+    focus = field_focus(run)
+    head = "".join(f'<th title="expected error ±{err[n]:.1f} points">{esc(LABELS[n])}<br><span class="muted">±'
+                   f'{err[n]:.1f} pts</span></th>' if err.get(n) is not None else f"<th>{esc(LABELS[n])}</th>" for n in names)
+    rows = "".join(f'<tr class="{"winner" if m == focus else ""}"><td class="text">{esc(m)}</td>'
+                   + "".join(_pct_td(r.get("estimates", {}).get(n)) for n in names) + "</tr>"
+                   for m, r in res.get("models", {}).items())
+    out.append('<div class="scroll"><table class="sortable" id="field-table"><thead><tr><th class="text">model</th>'
+               f"{head}</tr></thead><tbody>{rows}</tbody></table></div>")
+    for m, e in (res.get("errors") or {}).items():
+        out.append(f'<div class="box problem">{esc(m)} was not estimated: {esc(e)}</div>')
+    return "".join(out) + "</section>"
+
+
 def _data(run: dict) -> str:
     st = run.get("data")
     d = result(st)
@@ -303,9 +339,10 @@ def build_html(run: dict) -> str:
     sub = (f'{esc(cfg.get("train"))} ({esc(target)}) · {len(cfg.get("models", []))} candidate(s) · '
            f'{len(cfg.get("ood", []))} OOD set(s) · {esc(a.get("finished"))}')
     nav = "".join(f'<a href="#{k}">{v}</a>' for k, v in (("recommendation", "Recommendation"), ("ranking", "Ranking"),
-                  ("candidates", "Candidates"), ("finetune", "Fine-tuning"), ("data", "Data"), ("stages", "Stages"),
-                  ("provenance", "Provenance")))
-    body = "".join([_recommendation(a), _ranking(run), _candidates(run), _finetune(run), _data(run), _stages(a), _provenance(run)])
+                  ("candidates", "Candidates"), ("field", "Field"), ("finetune", "Fine-tuning"), ("data", "Data"),
+                  ("stages", "Stages"), ("provenance", "Provenance")) if k != "field" or run.get("field") is not None)
+    body = "".join([_recommendation(a), _ranking(run), _candidates(run), _field(run), _finetune(run), _data(run), _stages(a),
+                    _provenance(run)])
     return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>TransferLens report: {esc(target)}</title><style>{CSS}</style></head><body>"
