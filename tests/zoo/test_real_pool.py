@@ -43,3 +43,15 @@ def test_real_candidate_gets_probe_and_ncc_but_no_finetune(one_torch_thread):
     acc = rec["linear_probe"]["accuracy"]
     assert set(acc) == {"test", target.ood[0]} and all(0.0 <= v <= 1.0 for v in acc.values())
     assert 0.0 <= rec["ncc"]["accuracy"] <= 1.0
+
+
+@pytest.mark.parametrize("model", REAL_IMAGE_MODELS)
+def test_last_real_tap_is_the_penultimate_layer(model):
+    """The model-level candidate reads the shared extraction's last tap: it must be what 'penultimate' means."""
+    from transferlens.models import resolve_model
+    from transferlens.models.taps import resolve_layers
+
+    loaded = resolve_model(real_uri(model, pretrained=False, size=32)).load()
+    taps = loaded.layer_names()
+    assert set(REAL_TAPS[model]) <= set(taps)
+    assert resolve_layers("penultimate", taps, loaded.all_module_names(), model) == [REAL_TAPS[model][-1]]

@@ -237,9 +237,17 @@ def evaluate_candidate(cand: Candidate, target: Target, protocol: Protocol, seed
     sets = _eval_sets(target)
     t0 = time.perf_counter()
     layer = cand.layer
-    fs_train = extract(ref, train, layer)
-    feat_layer = fs_train.layers[0]
-    feats = {name: (extract(ref, ds, layer)[feat_layer], ds.labels) for name, ds in sets.items()}
+    taps = REAL_TAPS.get(cand.model.split("?", 1)[0])
+    if taps is not None and (layer in taps or layer == "penultimate"):
+        # every candidate of a real backbone reads one cached extraction of all its taps (one forward pass per
+        # image, not one per layer); "penultimate" is the last of them
+        request: str | list[str] = list(taps)
+        feat_layer = taps[-1] if layer == "penultimate" else layer
+    else:
+        request, feat_layer = layer, None
+    fs_train = extract(ref, train, request)
+    feat_layer = feat_layer or fs_train.layers[0]
+    feats = {name: (extract(ref, ds, request)[feat_layer], ds.labels) for name, ds in sets.items()}
     x_tr, y_tr = fs_train[feat_layer], train.labels
     extract_seconds = time.perf_counter() - t0
 
