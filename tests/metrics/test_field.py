@@ -129,3 +129,15 @@ def test_field_estimates_bundle() -> None:
     est = field_estimates(VAL, VAL_Y, FIELD)
     assert est == pytest.approx({"id_accuracy": 4 / 6, "atc_maxconf": 0.5, "atc_entropy": 0.5,
                                  "doc": 4 / 6 - 0.0225})
+
+
+def test_measured_error_shown_in_reports_equals_the_committed_table() -> None:
+    # the expected errors assess --field prints come from benchmarks/eval_field.py's committed summary (docs/validity.md)
+    import json
+    from pathlib import Path
+
+    from transferlens.probe.field import MEASURED_ERROR
+
+    summary = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "field" / "summary.json"
+    table = json.loads(summary.read_text())["estimators"]
+    assert MEASURED_ERROR == {e: round(table[e]["mae_points"], 1) for e in table}
