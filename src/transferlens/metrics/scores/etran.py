@@ -20,8 +20,8 @@ we default to the Fisher metric of the paper, ``lda_metric='euclidean'`` reprodu
 (the official code's effective rule: x mu_c - 1/2 ||mu_c||^2). The Fisher posterior is in-sample: with
 N <= D the shrunk S_w is nearly singular along the data, any labelling is separable and S_lda saturates at
 1.0 for every model, so the zoo min-max of S_lda becomes noise and ETran collapses to its energy term
-(issue 18). The Euclidean rule does not saturate. Which ranks better held out is measured with
-``transferlens bench scores`` (docs/zoo.md, "Score variants").
+(issue 18). The Euclidean rule does not saturate. Both variants' weighted tau against the zoo ground truth
+is in docs/zoo.md, "Score variants" (``benchmarks/score_variants.py``).
 """
 
 from __future__ import annotations

@@ -18,9 +18,8 @@ d log sigma - d/2 log sigma1 - d/2 log sigma2, as written above. ``'reference'``
 computes: ``get_bhattacharyya_distance`` turns the variances into scalars (their mean) before
 ``compute_bhattacharyya_distance`` sums ``log(avg_sigma)`` over a scalar, so the log term is counted once,
 not d times: log sigma - 1/2 log sigma1 - 1/2 log sigma2 (the mean-distance term is summed over d in both).
-With d = 64 the two give GBC values up to 72 % apart on the zoo (issue 18) and can order models
-differently; which ranks better held out is measured with ``transferlens bench scores`` (docs/zoo.md,
-"Score variants").
+With d = 64 the two GBC values differ by up to 3x on the zoo and can order models differently; their
+weighted tau against the zoo ground truth is in docs/zoo.md, "Score variants" (``benchmarks/score_variants.py``).
 
 All K^2 pairs are computed at once. Spherical GBC is invariant to rotations and isotropic scaling of the
 features as long as no variance hits the 1e-4 floor. Difference: PCA is exact (eigh, deterministic)
