@@ -45,7 +45,7 @@ def test_the_most_robust_probed_model_wins_and_the_tunnel_is_explained():
     why = " ".join(d["why"])
     assert "70.0% on average over 2 OOD sets (blur (severity 3), digits-uci)" in why
     assert "not of the last layer l2" in why
-    assert "If only in-distribution accuracy matters, a (l2) is ahead" in why
+    assert "If only in-distribution accuracy matters, a (its best ID layer l2) is ahead" in why
     assert "The scores' favourite, a, was probed too" in why
 
 

@@ -9,8 +9,9 @@ from rich.panel import Panel
 from rich.table import Table
 
 
-def _pct(v: float | None) -> str:
-    return "-" if v is None else f"{100 * v:.1f}%"
+def _pct(v: float | None, at_chance: bool | None = None) -> str:
+    """Percent with one decimal, as the recommendation quotes it; ``*`` when within noise of chance."""
+    return "-" if v is None else f"{100 * v:.1f}%" + ("*" if at_chance else "")
 
 
 def _result(stage: dict | None) -> dict | None:
@@ -48,28 +49,45 @@ def print_summary(run: dict[str, Any], console: Console, max_rows: int = 10) -> 
         console.print(table)
     probes = {m: _result(st) for m, st in run.get("probes", {}).items()}
     if any(probes.values()):
+        evidence = {r["model"]: r for r in d.get("evidence") or []}
         table = Table(title="layer-wise probes of the shortlist (▸)", title_justify="left")
-        for col in ("model", "best layer", "ID", "mean OOD", "OOD kept at last layer", "tunnel"):
-            table.add_column(col, justify="left" if col in ("model", "best layer", "tunnel") else "right", no_wrap=col == "model")
+        cols = ("model", "chosen layer", "chosen by", "ID", "mean OOD", "OOD kept at last layer", "tunnel")
+        for col in cols:
+            table.add_column(col, justify="right" if col in ("ID", "mean OOD", "OOD kept at last layer") else "left",
+                             no_wrap=col == "model")
+        marked = False
         for m, p in probes.items():
             if not p:
-                table.add_row(m, "[red]failed[/]", "", "", "", "")
+                table.add_row(m, "[red]failed[/]", *[""] * (len(cols) - 2))
                 continue
-            row = p["layers"][p["recommendation"]["index"]]
+            ev = evidence.get(m)
+            index = ev["index"] if ev else p["recommendation"]["index"]
+            row = p["layers"][index]
+            crit = ev["criterion"] if ev else ((p.get("recommendation") or {}).get("criterion_text") or
+                                              ("best mean OOD accuracy" if p.get("ood_data") else "best ID accuracy"))
             mean = (p.get("tunnel") or {}).get("mean") or {}
-            tunnel = "-" if not mean else ("none" if mean.get("start") is None else
+            at_chance = mean and mean.get("pct_retained") is None
+            tunnel = "-" if not mean else ("OOD at chance" if at_chance else "none" if mean.get("start") is None else
                                           f"{mean['strength']}, from {p['layers'][mean['start']]['layer']}")
-            kept = f"{mean['pct_retained']:.0f}%" if mean else "-"
-            table.add_row(m, row["layer"], _pct(row["id_accuracy"]), _pct(row.get("ood_mean_accuracy")), kept, tunnel)
+            kept = "-" if not mean else ("n/a" if at_chance else f"{mean['pct_retained']:.0f}%")
+            cells = [_pct(row["id_accuracy"], ev and ev.get("id_at_chance")),
+                     _pct(row.get("ood_mean_accuracy"), ev and ev.get("ood_at_chance"))]
+            marked = marked or any(c.endswith("*") for c in cells)
+            table.add_row(m, row["layer"], crit, *cells, kept, tunnel)
         console.print(table)
+        if marked:
+            console.print("* within noise of chance (one-sided binomial test, alpha 0.05)", highlight=False)
     fts = {m: _result(st) for m, st in run.get("finetune", {}).items()}
     if any(fts.values()):
         table = Table(title=f"fine-tuning {d.get('model')}", title_justify="left")
         for col in ("method", "ID test", "mean OOD"):
             table.add_column(col, justify="left" if col == "method" else "right")
+        from ..probe.chance import finetune_at_chance
+
         for m, r in fts.items():
             if r:
-                table.add_row(m, _pct(r.get("test_accuracy")), _pct(r.get("ood_mean_accuracy")))
+                f = finetune_at_chance(r)
+                table.add_row(m, _pct(r.get("test_accuracy"), f["id"]), _pct(r.get("ood_mean_accuracy"), f["ood_mean"]))
         console.print(table)
     for c in d.get("caveats", []):
         console.print(f"[yellow]![/] {c}", highlight=False, soft_wrap=True)

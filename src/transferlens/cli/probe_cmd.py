@@ -18,6 +18,13 @@ def _fmt(v: float | None, spec: str = ".3f") -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
 
 
+def _acc(v: float | None, at_chance: bool | None = None, collapsed: bool | None = None) -> str:
+    """An accuracy as the recommendation quotes it (percent, one decimal), * when at chance, † when collapsed."""
+    if v is None:
+        return "-"
+    return f"{100 * v:.1f}%" + ("*" if at_chance else "") + ("†" if collapsed else "")
+
+
 @friendly
 def probe_cmd(
     model: str = typer.Option(..., "--model", "-m", help="model URI, e.g. timm:resnet18?pretrained=false&size=32"),
@@ -52,8 +59,9 @@ def probe_cmd(
     res = probe_layers(model, data, ood, layers, id_test=test, test_fraction=test_fraction, pool=pool, size=size,
                        probe=probe, val_fraction=val_fraction, seed=seed, blas_threads=threads or None, batch_size=batch_size, cache=not no_cache,
                        progress=show_progress())
+    chance = res.chance.get("id", 1 / len(res.class_names))
     table = Table(title=f"{res.probe} probes of {model}: {res.n_train} ID train, {res.n_test} ID test, "
-                        f"{len(res.class_names)} classes (chance {1 / len(res.class_names):.3f})")
+                        f"{len(res.class_names)} classes (chance {100 * chance:.1f}%)")
     table.add_column("#", justify="right")
     table.add_column("layer")
     table.add_column("dim", justify="right")
@@ -66,26 +74,43 @@ def probe_cmd(
     table.add_column("RankMe", justify="right")
     table.add_column("NC1", justify="right")
     mean = res.ood_mean
+    marked = False
     for i, name in enumerate(res.layers):
-        row = [str(i), name, str(res.dims[i]), _fmt(res.id_accuracy[i])]
-        row += [_fmt(res.ood_accuracy[u][i]) for u in res.ood_data]
+        c = res.checks[i] if i < len(res.checks) else {"id": None, "ood": {}, "ood_mean_at_chance": None}
+        cid, cood = c["id"], c["ood"]
+        row = [str(i), name, str(res.dims[i]), _acc(res.id_accuracy[i], cid and cid.at_chance, cid and cid.collapsed)]
+        row += [_acc(res.ood_accuracy[u][i], u in cood and cood[u].at_chance, u in cood and cood[u].collapsed)
+                for u in res.ood_data]
         if mean is not None:
-            row.append(_fmt(mean[i]))
+            row.append(_acc(mean[i], c["ood_mean_at_chance"]))
+        marked = marked or any(("*" in x or "†" in x) for x in row[3:])
         row += [_fmt(res.numerical_rank[i], ".0f"), _fmt(res.rankme[i], ".1f"), _fmt(res.nc1[i], ".3g")]
         style = "bold green" if i == res.recommendation.index else None
         table.add_row(*row, style=style)
     console.print(table)
+    if marked:
+        console.print(f"* within noise of chance (one-sided binomial test, alpha {res.chance.get('alpha', 0.05)}); "
+                      f"† collapsed: one class takes >= {100 * res.chance.get('collapse_share', 0.8):.0f}% of the predictions",
+                      highlight=False)
     for i, uri in enumerate(res.ood_data):
         m = res.tunnel.per_set[uri]
+        if m.pct_retained is None:
+            console.print(f"OOD{i + 1} {uri}: [yellow]at chance at every layer[/] (best {100 * m.peak_accuracy:.1f}% vs chance "
+                          f"{100 * res.chance['ood'][uri]:.1f}%): no % retained, no tunnel", highlight=False)
+            continue
         start = "none" if m.start is None else f"{res.layers[m.start]} (#{m.start}, length {m.length})"
         console.print(f"OOD{i + 1} {uri}: {m.pct_retained:.1f}% retained ({m.strength}), Pearson {_fmt(m.pearson, '.2f')}, "
                       f"alignment {m.alignment:.3f}, tunnel start {start}", highlight=False)
     if res.tunnel.mean is not None:
         m = res.tunnel.mean
-        start = "none" if m.start is None else f"{res.layers[m.start]} (#{m.start}, length {m.length})"
-        console.print(f"mean OOD curve: {m.pct_retained:.1f}% retained ({m.strength}), Pearson {_fmt(m.pearson, '.2f')}, "
-                      f"tunnel start {start}", highlight=False)
-    console.print(f"[bold]recommended layer:[/] {res.recommendation.layer}: {res.recommendation.reason}", highlight=False)
+        if m.pct_retained is None:
+            console.print("mean OOD curve: [yellow]at chance at every layer[/]: no % retained, no tunnel", highlight=False)
+        else:
+            start = "none" if m.start is None else f"{res.layers[m.start]} (#{m.start}, length {m.length})"
+            console.print(f"mean OOD curve: {m.pct_retained:.1f}% retained ({m.strength}), Pearson {_fmt(m.pearson, '.2f')}, "
+                          f"tunnel start {start}", highlight=False)
+    rec = res.recommendation
+    console.print(f"[bold]recommended layer ({rec.criterion_text}):[/] {rec.layer}: {rec.reason}", highlight=False)
     for note in res.warnings[:5]:
         console.print(f"[yellow]note:[/] {note}", highlight=False)
     if len(res.warnings) > 5:

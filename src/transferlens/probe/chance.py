@@ -191,3 +191,21 @@ def evidence(record: Mapping[str, Any]) -> dict:
         "collapsed_ood": {u: [n for n, f in zip(names, flags) if f["ood_collapsed"].get(u)] for u in uris
                           if any(f["ood_collapsed"].get(u) for f in flags)},
     }
+
+
+def finetune_at_chance(rec: dict) -> dict:
+    """Is a fine-tune summary's ID test / each OOD / mean OOD accuracy at chance? ``{"id": bool|None, "ood": {uri:
+    bool|None}, "ood_mean": bool|None, "chance": 1/K or None}``, tested against 1/K (the summary has no label
+    counts) with the sizes in its ``record.data``; None where they are missing.
+
+    The summary is what ``assess`` keeps of a fine-tune: ``test_accuracy``, ``ood_accuracy`` {uri: accuracy},
+    ``ood_mean_accuracy`` and ``record`` (the loop's record without its trace)."""
+    data = ((rec or {}).get("record") or {}).get("data") or {}
+    k = data.get("n_classes")
+    chance = 1.0 / k if k else None
+    n_ood = data.get("n_ood") or {}
+    sizes = [n_ood.get(u) for u in (rec.get("ood_accuracy") or {})]
+    n_sum = sum(sizes) if sizes and all(isinstance(v, int) for v in sizes) else None
+    return {"id": is_at_chance(rec.get("test_accuracy"), data.get("n_test"), chance),
+            "ood": {u: is_at_chance(v, n_ood.get(u), chance) for u, v in (rec.get("ood_accuracy") or {}).items()},
+            "ood_mean": is_at_chance(rec.get("ood_mean_accuracy"), n_sum, chance), "chance": chance}

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..io import atomic_write_text
+from ..probe.chance import evidence as probe_evidence
+from ..probe.chance import finetune_at_chance, layer_flags
 from . import plots
 from .assets import CSS, JS
 from .naming import data_label, fmt_pct
@@ -37,9 +39,22 @@ def _td(v: Any, spec: str = ".4g", title: str | None = None, cls: str | None = N
     return f'<td data-sort="{key}"{t}{c}>{text}</td>'
 
 
-def _pct_td(v: Any) -> str:
+def _pct_td(v: Any, at_chance: bool | None = None, collapsed: bool | None = None) -> str:
+    """A percentage cell; ``*`` (class ``chance``) when the accuracy is within noise of chance, ``†`` when collapsed."""
     text, key = _num(v)
-    return f'<td data-sort="{key}">{fmt_pct(v) if key else text}</td>'
+    mark = ("*" if at_chance else "") + ("†" if collapsed else "")
+    title = "; ".join(t for t, f in (("within noise of chance", at_chance), ("one class takes most predictions", collapsed)) if f)
+    extra = f' class="chance" title="{esc(title)}"' if mark else ""
+    return f'<td data-sort="{key}"{extra}>{(fmt_pct(v) if key else text) + mark}</td>'
+
+
+CHANCE_NOTE = ("* within noise of chance (one-sided binomial test of accuracy > chance, α = 0.05; chance = the majority "
+               "label rate); † collapsed: one class takes ≥ 80% of the probe's predictions.")
+
+
+def _criterion_text(probe: dict) -> str:
+    rec = probe.get("recommendation") or {}
+    return rec.get("criterion_text") or ("best mean OOD accuracy" if probe.get("ood_data") else "best ID accuracy")
 
 
 def _badge(status: str) -> str:
@@ -75,14 +90,39 @@ def _recommendation(a: dict) -> str:
              "id": "measured in-distribution probe accuracy of the shortlist",
              "scores": "transferability scores only"}.get(d.get("basis") or "", "")
     out = ['<section id="recommendation"><h2>Recommendation</h2>', f'<p class="headline">{esc(d.get("headline"))}</p>']
+    if d.get("ood_evidence_at_chance"):
+        out.append('<div class="box problem" id="ood-at-chance">The OOD evidence is at chance: every shortlisted model\'s '
+                   "probe is within noise of chance on the OOD sets at every layer, so robustness was not measured.</div>")
     if basis:
         out.append(f'<p class="muted">Decided by: {esc(basis)}.</p>')
     if why:
         out.append(f"<h3>Why</h3><ul class=\"why\">{why}</ul>")
+    if d.get("evidence"):
+        out.append(_evidence_table(d["evidence"]))
     if cav:
         out.append(f"<h3>Caveats and problems</h3><ul class=\"caveats\">{cav}</ul>")
     out.append("</section>")
     return "".join(out)
+
+
+def _evidence_table(rows: list[dict]) -> str:
+    """The numbers the recommendation quotes, per probed model (``decision["evidence"]``), in the same format."""
+    body = []
+    for r in rows:
+        kept = r.get("pct_retained")
+        kept_txt = (f"{kept:.0f}%" if kept is not None else ("n/a: OOD at chance" if r.get("ood_all_at_chance") else "–"))
+        chance = fmt_pct(r.get("id_chance")) + (f" / {fmt_pct(r['ood_chance'])}" if r.get("ood_chance") is not None else "")
+        body.append(f'<tr><td class="text">{esc(r["model"])}</td><td class="text">{esc(r["layer"])}</td>'
+                    f'<td class="text">{esc(r["criterion"])}</td>{_pct_td(r["id_accuracy"], r.get("id_at_chance"))}'
+                    f'{_pct_td(r.get("ood_mean_accuracy"), r.get("ood_at_chance"))}<td class="text">{esc(chance)}</td>'
+                    f'<td class="text">{esc(r["best_id_layer"])}</td>{_pct_td(r["best_id_accuracy"])}'
+                    f'<td class="text">{esc(r["last_layer"])}</td>{_pct_td(r.get("last_ood_mean_accuracy"))}'
+                    f'<td data-sort="{"" if kept is None else kept}">{esc(kept_txt)}</td></tr>')
+    return ('<div class="scroll"><table class="sortable" id="evidence-table"><thead><tr><th class="text">model</th>'
+            '<th class="text">chosen layer</th><th class="text">chosen by</th><th>ID probe</th><th>mean OOD</th>'
+            '<th class="text">chance ID / OOD</th><th class="text">best ID layer</th><th>its ID</th><th class="text">last layer</th>'
+            '<th>its mean OOD</th><th title="share of the best mean OOD accuracy the last layer keeps">OOD kept at last layer</th>'
+            f'</tr></thead><tbody>{"".join(body)}</tbody></table></div><p class="muted">{esc(CHANCE_NOTE)}</p>')
 
 
 def _stages(a: dict) -> str:
@@ -152,17 +192,21 @@ def _layer_table(model_i: int, probe: dict | None, geo: dict | None) -> str:
     rows_g = {r["layer"]: r for r in (geo or {}).get("layers", [])}
     layers = list(dict.fromkeys([*rows_p, *rows_g]))
     rec = ((probe or {}).get("recommendation") or {}).get("layer")
+    flags = {r["layer"]: f for r, f in zip(probe["layers"], layer_flags(probe))} if probe else {}
     rows = []
     for name in layers:
         p, g = rows_p.get(name, {}), rows_g.get(name, {})
+        f = flags.get(name) or {"id": None, "ood_mean": None, "id_collapsed": None, "ood_collapsed": {}}
         rows.append(f'<tr class="{"best" if name == rec else ""}"><td class="text">{esc(name)}</td>{_td(p.get("dim") or g.get("dim"), "d")}'
-                    f'{_pct_td(p.get("id_accuracy"))}{_pct_td(p.get("ood_mean_accuracy"))}{_td(g.get("nc1"), ".3g")}'
+                    f'{_pct_td(p.get("id_accuracy"), f["id"], f["id_collapsed"])}'
+                    f'{_pct_td(p.get("ood_mean_accuracy"), f["ood_mean"], any(f["ood_collapsed"].values()))}{_td(g.get("nc1"), ".3g")}'
                     f'{_td(g.get("cdnv"), ".3g")}{_td(g.get("gc"), ".3g")}{_td(g.get("numerical_rank", p.get("numerical_rank")), ".0f")}'
                     f'{_pct_td(g.get("fewshot_accuracy"))}</tr>')
-    return (f'<details><summary>per-layer numbers</summary><div class="scroll"><table class="sortable" id="layers-{model_i}">'
+    crit = f" (bold: the recommended layer, by {esc(_criterion_text(probe))})" if probe else ""
+    return (f'<details><summary>per-layer numbers{crit}</summary><div class="scroll"><table class="sortable" id="layers-{model_i}">'
             '<thead><tr><th class="text">layer</th><th>dim</th><th>ID probe</th><th>OOD mean</th><th>NC1</th><th>CDNV</th>'
             '<th>GC</th><th>rank</th><th title="5-way 5-shot NCC">few-shot</th></tr></thead><tbody>'
-            + "".join(rows) + "</tbody></table></div></details>")
+            + "".join(rows) + f'</tbody></table></div><p class="muted">{esc(CHANCE_NOTE)}</p></details>')
 
 
 def _candidate(i: int, model: str, run: dict) -> str:
@@ -173,18 +217,35 @@ def _candidate(i: int, model: str, run: dict) -> str:
         rec = probe["recommendation"]
         row = probe["layers"][rec["index"]]
         mean = (probe.get("tunnel") or {}).get("mean")
+        ev = probe_evidence(probe)
         tunnel = ""
-        if mean:
+        if mean and mean.get("pct_retained") is None:
+            tunnel = "; the mean OOD accuracy is at chance at every layer, so there is no % retained and no tunnel"
+        elif mean:
             start = "none" if mean.get("start") is None else f'from {probe["layers"][mean["start"]]["layer"]}, {mean["length"]} layer(s)'
-            tunnel = f'; last layer keeps {mean["pct_retained"]:.0f}% of the best OOD accuracy ({esc(mean["strength"])} tunnel: {esc(start)})'
+            last = probe["layers"][-1]
+            peak = max(r.get("ood_mean_accuracy") or 0.0 for r in probe["layers"])
+            tunnel = (f'; the last layer {esc(last["layer"])} keeps {mean["pct_retained"]:.0f}% of the best mean OOD accuracy '
+                      f'({fmt_pct(last.get("ood_mean_accuracy"))} vs {fmt_pct(peak)}; {esc(mean["strength"])} tunnel: {esc(start)})')
         ood_txt = f', {fmt_pct(row.get("ood_mean_accuracy"))} mean OOD' if probe.get("ood_data") else ""
-        out.append(f'<p>Best layer <strong>{esc(rec["layer"])}</strong>: {fmt_pct(row["id_accuracy"])} ID{ood_txt}{tunnel}. '
-                   f'<span class="muted">{esc(rec["reason"])}</span></p>')
+        out.append(f'<p>Recommended layer <strong>{esc(rec["layer"])}</strong> (by {esc(_criterion_text(probe))}): '
+                   f'{fmt_pct(row["id_accuracy"])} ID{ood_txt}{tunnel}. <span class="muted">{esc(rec["reason"])}</span></p>')
+        notes = []
+        if ev["id_at_chance"]:
+            notes.append("ID: the probe is at chance at every layer")
+        notes += [f"OOD {data_label(u)}: at chance at every layer" for u in ev["ood_sets_at_chance"]]
+        if ev["collapsed_layers_id"]:
+            notes.append(f"ID: collapsed predictions at {', '.join(ev['collapsed_layers_id'][:6])}")
+        notes += [f"OOD {data_label(u)}: collapsed predictions at {', '.join(ls[:6])}" for u, ls in ev["collapsed_ood"].items()]
+        if notes:
+            out.append('<div class="box problem chance-warning"><strong>Chance-level evidence.</strong> '
+                       + "; ".join(esc(n) for n in notes) + ". Numbers from these curves measure noise.</div>")
         out.append(_safe_plot(f"probe-{i}", lambda: plots.probe_curves(probe, f"{model}: {probe['probe']} probe per layer"),
                               f"ID and OOD probe accuracy per layer of {model}",
                               f"Linear ({esc(probe['probe'])}) probes trained on {probe['n_train']} ID samples, tested on "
-                              f"{probe['n_test']} held-out ID samples and on each OOD set. Grey: the OOD tunnel (layers after "
-                              "the mean OOD peak, where OOD accuracy falls). ★: the recommended layer."))
+                              f"{probe['n_test']} held-out ID samples and on each OOD set; absolute accuracy, dashed: chance, "
+                              "hollow markers: within noise of chance. Grey: the OOD tunnel (layers after "
+                              f"the mean OOD peak, where OOD accuracy falls). ★: the recommended layer ({esc(_criterion_text(probe))})."))
     else:
         out.append(_problem(pst, "The layer-wise probe"))
     if geo:
@@ -234,14 +295,22 @@ def _finetune(run: dict) -> str:
     if done:
         oods = list(dict.fromkeys(u for r in done.values() for u in r.get("ood_accuracy", {})))
         head = "".join(f"<th>{esc(data_label(u))}</th>" for u in oods)
-        rows = "".join(f'<tr><td class="text">{esc(m)}</td>{_pct_td(r.get("test_accuracy"))}'
-                       + "".join(_pct_td(r.get("ood_accuracy", {}).get(u)) for u in oods)
-                       + f'{_pct_td(r.get("ood_mean_accuracy"))}</tr>' for m, r in done.items())
+        fl = {m: finetune_at_chance(r) for m, r in done.items()}
+        rows = "".join(f'<tr><td class="text">{esc(m)}</td>{_pct_td(r.get("test_accuracy"), fl[m]["id"])}'
+                       + "".join(_pct_td(r.get("ood_accuracy", {}).get(u), fl[m]["ood"].get(u)) for u in oods)
+                       + f'{_pct_td(r.get("ood_mean_accuracy"), fl[m]["ood_mean"])}</tr>' for m, r in done.items())
+        chance = next((f["chance"] for f in fl.values() if f["chance"] is not None), None)
         model = run["assess"].get("decision", {}).get("model")
         out.append(f'<p>{esc(model)} fine-tuned for {cfg.get("finetune_epochs")} epoch(s) with each method (seed {cfg.get("seed")}).</p>')
         out.append('<div class="scroll"><table class="sortable" id="finetune-table"><thead><tr><th class="text">method</th>'
                    f'<th>ID test</th>{head}<th>OOD mean</th></tr></thead><tbody>{rows}</tbody></table></div>')
-        out.append(_safe_plot("finetune", lambda: plots.finetune_bars(done, f"{model}: fine-tuned, ID vs OOD"),
+        if chance is not None:
+            out.append(f'<p class="muted">Chance is {fmt_pct(chance)} (1/K); * within noise of chance (one-sided binomial '
+                       "test, α = 0.05, on the set's size).</p>")
+        if sum(1 for f in fl.values() if f["ood_mean"]) >= 2:
+            out.append('<div class="box problem" id="finetune-ood-at-chance">The fine-tuned models are at chance on the OOD '
+                       "sets: their OOD accuracies cannot be compared.</div>")
+        out.append(_safe_plot("finetune", lambda: plots.finetune_bars(done, f"{model}: fine-tuned, ID vs OOD", chance),
                               "fine-tuning ID vs OOD accuracy", "Test accuracy after fine-tuning, ID and on each OOD set."))
     return "".join(out) + "</section>"
 

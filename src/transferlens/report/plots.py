@@ -72,36 +72,62 @@ def rank_heatmap(rank: dict) -> str:
 
 
 def probe_curves(probe: dict, title: str) -> str:
-    """Raw ID and OOD probe accuracy per layer, the mean-OOD tunnel shaded, the recommended layer starred."""
+    """:func:`probe_figure` as an inline PNG."""
+    return to_data_uri(probe_figure(probe, title))
+
+
+def probe_figure(probe: dict, title: str) -> Figure:
+    """Absolute ID and OOD probe accuracy per layer (never divided by a curve's maximum: that hides a collapse to
+    chance), the chance level dashed, layers within noise of chance as hollow markers, curves at chance at every
+    layer labelled so, the mean-OOD tunnel shaded, the recommended layer starred with its criterion."""
+    from ..probe.chance import layer_flags
+
     layers = [r["layer"] for r in probe["layers"]]
+    flags = layer_flags(probe)
     x = np.arange(len(layers))
     fig = Figure(figsize=(max(6.0, 0.45 * len(x) + 3.5), 3.8))
     ax = fig.add_subplot(1, 1, 1)
     mean = (probe.get("tunnel") or {}).get("mean")
-    if mean and mean.get("start") is not None:
+    if mean and mean.get("start") is not None and mean.get("pct_retained") is not None:
         ax.axvspan(mean["start"], len(x) - 1, color="0.88", zorder=0, label=f"OOD tunnel ({mean['length']} layer(s))")
-    ax.plot(x, _finite([r["id_accuracy"] for r in probe["layers"]]), "-o", color="C0", lw=2, ms=4, label="ID (held out)")
+
+    def curve(values: list, at: list, style: str, color: str, lw: float, label: str, alpha: float = 1.0) -> None:
+        v = _finite(values)
+        dead = bool(at) and all(f is True for f in at)
+        ax.plot(x, v, style, color=color, lw=lw, ms=4, alpha=alpha, label=label + (" (at chance)" if dead else ""))
+        hollow = [i for i, f in enumerate(at) if f is True and np.isfinite(v[i])]
+        if hollow:
+            ax.plot(x[hollow], v[hollow], "o", ms=7, mfc="white", mec=color, ls="none", zorder=4)
+
+    curve([r["id_accuracy"] for r in probe["layers"]], [f["id"] for f in flags], "-o", "C0", 2, "ID (held out)")
     for i, uri in enumerate(probe.get("ood_data") or []):
-        ax.plot(x, _finite([r["ood_accuracy"].get(uri) for r in probe["layers"]]), "--", color=f"C{i + 2}", lw=1, alpha=0.85,
-                label=f"OOD: {_short(data_label(uri), 34)}")
+        curve([r["ood_accuracy"].get(uri) for r in probe["layers"]], [f["ood"].get(uri) for f in flags], "--", f"C{i + 2}", 1,
+              f"OOD: {_short(data_label(uri), 34)}", 0.85)
     if probe.get("ood_data"):
-        ax.plot(x, _finite([r.get("ood_mean_accuracy") for r in probe["layers"]]), "-s", color="C1", lw=2, ms=4, label="OOD mean")
+        curve([r.get("ood_mean_accuracy") for r in probe["layers"]], [f["ood_mean"] for f in flags], "-s", "C1", 2, "OOD mean")
     rec = probe.get("recommendation") or {}
     if rec.get("index") is not None:
         row = probe["layers"][rec["index"]]
-        y = row.get("ood_mean_accuracy") if probe.get("ood_data") else row["id_accuracy"]
-        ax.plot([rec["index"]], [y], marker="*", color="C3", ms=16, ls="none", zorder=5, label="recommended layer")
-    if probe.get("chance_accuracy") is not None:
-        ax.axhline(probe["chance_accuracy"], color="0.5", lw=0.8, ls=":", label="chance")
+        by_ood = bool(probe.get("ood_data")) and rec.get("criterion", "ood_mean") == "ood_mean"
+        y = row.get("ood_mean_accuracy") if by_ood else row["id_accuracy"]
+        crit = rec.get("criterion_text") or ("best mean OOD accuracy" if by_ood else "best ID accuracy")
+        ax.plot([rec["index"]], [y], marker="*", color="C3", ms=16, ls="none", zorder=5, label=f"recommended ({crit})")
+    chance = probe.get("chance") or {}
+    levels = {"chance": chance.get("id", probe.get("chance_accuracy"))}
+    if probe.get("ood_data") and chance.get("ood_mean") is not None and abs(chance["ood_mean"] - (levels["chance"] or 0)) > 1e-9:
+        levels = {"ID chance": levels["chance"], "OOD chance": chance["ood_mean"]}
+    for (name, v), col in zip(levels.items(), ("0.4", "C1")):
+        if v is not None:
+            ax.axhline(v, color=col, lw=1, ls="--", alpha=0.8, label=f"{name} ({100 * v:.1f}%)")
     ax.set_xticks(x)
     ax.set_xticklabels([_short(n, 18) for n in layers], rotation=45, ha="right", fontsize=7)
     ax.set_ylim(0, 1.02)
-    ax.set_ylabel("probe accuracy")
+    ax.set_ylabel("probe accuracy (hollow: at chance)")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), framealpha=0.9)
     fig.tight_layout()
-    return to_data_uri(fig)
+    return fig
 
 
 def geometry_layers(geometry: dict, title: str) -> str:
@@ -169,8 +195,8 @@ def fewshot_shots(geometry: dict, title: str) -> str:
     return to_data_uri(fig)
 
 
-def finetune_bars(finetunes: dict[str, dict], title: str) -> str:
-    """Grouped bars: ID test accuracy and each OOD accuracy, one colour per fine-tuning method."""
+def finetune_bars(finetunes: dict[str, dict], title: str, chance: float | None = None) -> str:
+    """Grouped bars: ID test accuracy and each OOD accuracy, one colour per fine-tuning method; chance dashed."""
     methods = list(finetunes)
     oods: list[str] = []
     for rec in finetunes.values():
@@ -192,6 +218,8 @@ def finetune_bars(finetunes: dict[str, dict], title: str) -> str:
                 ax.text(b.get_x() + b.get_width() / 2, val + 0.01, f"{100 * val:.0f}", ha="center", va="bottom", fontsize=7)
     ax.set_xticks(x)
     ax.set_xticklabels([_short(g, 22) for g in groups], rotation=20, ha="right", fontsize=8)
+    if chance is not None:
+        ax.axhline(chance, color="0.4", lw=1, ls="--", label=f"chance ({100 * chance:.1f}%)")
     ax.set_ylim(0, 1.08)
     ax.set_ylabel("accuracy")
     ax.set_title(title, fontsize=9)
