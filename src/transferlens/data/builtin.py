@@ -8,6 +8,7 @@ fashion-mnist   image   Debian ``dataset-fashion-mnist``: 70,000 28×28 gray ima
 digits          image   ``digits.png`` of Debian ``opencv-doc``: 5,000 20×20 handwritten digits
 digits-uci      image   scikit-learn's bundled UCI digits: 1,797 8×8 images
 glyphs          image   characters rendered from installed fonts (10 to several hundred classes)
+photo-crops     image   crops of 10 photographs bundled with scikit-image / scikit-learn (:mod:`.photos`)
 fortunes        text    Debian ``fortunes``: ~15,000 texts labelled by topic (file name)
 ==============  ======  ==========================================================================
 
@@ -26,7 +27,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..uri import URI
-from . import debian, glyphs
+from . import debian, glyphs, photos
 from .base import Dataset, fingerprint_files
 
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -177,6 +178,7 @@ BUILTINS: dict[str, BuiltinSource] = {
         BuiltinSource("digits", "image", "5,000 20x20 handwritten digits, 10 classes (digits.png of Debian opencv-doc)", (), build_digits),
         BuiltinSource("digits-uci", "image", "1,797 8x8 handwritten digits, 10 classes (scikit-learn's bundled UCI digits)", (), build_digits_uci),
         BuiltinSource("glyphs", "image", "characters rendered from fonts (fonts=dejavu by default, so the images do not change when other fonts are installed; fonts=all for every installed font); charset=digits|upper|lower|letters|alnum|greek|cyrillic|symbols|all|<chars>, n_classes, n (per class), render_size, fonts", ("charset", "n_classes", "n", "render_size", "fonts"), build_glyphs),
+        BuiltinSource("photo-crops", "image", "crops of 10 real photographs (scikit-image / scikit-learn sample images), one class per photo; train and test crops come from disjoint stripes of each photo; n (per class and split: 300 train / 200 test), crop_size (64)", ("n", "crop_size"), photos.build_photo_crops),
         BuiltinSource("fortunes", "text", "~15k texts labelled by topic (Debian fortunes); topics with >= min_texts (50) texts", ("min_texts",), build_fortunes),
     )
 }
