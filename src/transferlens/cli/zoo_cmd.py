@@ -6,13 +6,14 @@ import json
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ..errors import UsageError
 from ..zoo import registry
 from ..zoo.build import build_zoo
 from ..zoo.recipes import RECIPES, TINY
+from ..progress import progress_bar
 from .common import DEVICE, PRECISION, console, friendly, show_progress
 
 app = typer.Typer(help="The embedded model zoo: small backbones pretrained here, on CPU.", no_args_is_help=True)
@@ -30,8 +31,8 @@ def build_cmd(
     from ..executors import check_executor
 
     check_executor(executor, address)
-    with Progress(TextColumn("[bold]zoo[/] {task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                  TimeElapsedColumn(), console=console, disable=not show_progress()) as bar:
+    with progress_bar("zoo build", TextColumn("[bold]zoo[/] {task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                      TimeElapsedColumn(), console=console, enabled=show_progress()) as bar:
         tasks: dict[str, int] = {}
 
         def report(name: str, fraction: float) -> None:
@@ -49,7 +50,7 @@ def list_cmd(recipes: bool = typer.Option(False, "--recipes", help="list every r
     """List the zoo models with their model cards."""
     table = Table(title="zoo")
     for col in ("name", "arch", "source", "size", "aug", "source acc", "params", "build s", "description"):
-        table.add_column(col, overflow="fold")
+        table.add_column(col, overflow="fold", no_wrap=col == "name")  # a model name is never folded or cut
     built = set(registry.list_built())
     names = list(RECIPES) if recipes else sorted(built)
     for name in names:
@@ -73,6 +74,8 @@ def evaluate_cmd(
     target: list[str] = typer.Option(None, "--target", help="target name (repeatable; default: all, see `zoo targets`)"),
     seeds: int = typer.Option(3, "--seeds", min=1, help="number of seeds (0..n-1)"),
     epochs: int = typer.Option(None, "--finetune-epochs", min=1, help="override the protocol's fine-tuning epochs"),
+    lrs: str = typer.Option(None, "--finetune-lrs", help="override the protocol's fine-tuning learning rates (comma-separated)"),
+    suite: bool = typer.Option(False, "--suite", help="every target of the suite (zoo/suite.py: >= 30 image + >= 6 text targets)"),
     shard: str = typer.Option("0/1", "--shard", help="i/n: evaluate every n-th (model, target) pair from i, for parallel processes"),
     out: Path = typer.Option(Path("zoo-ground-truth"), "--out", help="folder for ground_truth.json / .csv"),
     executor: str = typer.Option("local", help="local (in this process) | ray (one Ray task per model x target pair)"),
@@ -93,13 +96,24 @@ def evaluate_cmd(
     protocol = Protocol(seeds=tuple(range(seeds)))
     if epochs is not None:
         protocol = replace(protocol, finetune_epochs=epochs)
+    if lrs:
+        try:
+            protocol = replace(protocol, finetune_lrs=tuple(float(v) for v in lrs.split(",")))
+        except ValueError:
+            raise UsageError(f"--finetune-lrs must be comma-separated numbers, got {lrs!r}.") from None
+    if suite:
+        from ..zoo.suite import SUITE
+
+        if target:
+            raise UsageError("give either --suite or --target, not both.")
+        target = list(SUITE)
     try:
         index, count = (int(v) for v in shard.split("/"))
         assert 0 <= index < count
     except (ValueError, AssertionError):
         raise UsageError(f"--shard must be i/n with 0 <= i < n, got {shard!r}.") from None
-    with Progress(TextColumn("[bold]evaluate[/] {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, disable=not show_progress()) as bar:
+    with progress_bar("zoo evaluate", TextColumn("[bold]evaluate[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=console, enabled=show_progress(), unit="results") as bar:
         task = bar.add_task("", total=None)
 
         def report(what: str, done: int, total: int) -> None:
@@ -113,13 +127,14 @@ def evaluate_cmd(
 
 @app.command("targets")
 @friendly
-def targets_cmd() -> None:
+def targets_cmd(suite: bool = typer.Option(False, "--suite", help="list the suite's targets with their CV group")) -> None:
     """List the transfer targets of the zoo benchmark."""
+    from ..zoo.suite import SUITE, group_of
     from ..zoo.targets import TARGETS
 
-    table = Table(title="targets")
-    for col in ("name", "kind", "train", "test", "OOD sets", "description"):
+    table = Table(title="suite targets" if suite else "targets")
+    for col in ("name", "kind", "group", "train", "test", "OOD sets", "description"):
         table.add_column(col, overflow="fold")
-    for t in TARGETS.values():
-        table.add_row(t.name, t.kind, t.train, t.test, str(len(t.ood)), t.description)
+    for t in (SUITE if suite else TARGETS).values():
+        table.add_row(t.name, t.kind, group_of(t.name), t.train, t.test, str(len(t.ood)), t.description)
     console.print(table)

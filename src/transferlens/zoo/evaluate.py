@@ -297,10 +297,13 @@ def evaluate_zoo(models: list[str] | None = None, targets: list[str] | None = No
     zoo_models = models if models else [m for m in registry.list_built() if not m.startswith("tiny-")] or registry.list_built()
     if not zoo_models:
         raise UsageError("no zoo model is built; run `transferlens zoo build` (or `--tiny`) first.")
-    unknown = [t for t in (targets or []) if t not in TARGETS]
+    from .suite import SUITE  # the suite's targets (issue 18) are evaluated by name like TARGETS
+
+    known = {**SUITE, **TARGETS}
+    unknown = [t for t in (targets or []) if t not in known]
     if unknown:
-        raise UsageError(f"unknown target(s) {', '.join(unknown)}; targets: {', '.join(TARGETS)}.")
-    chosen = [TARGETS[t] for t in (targets or TARGETS)]
+        raise UsageError(f"unknown target(s) {', '.join(unknown)}; targets: {', '.join(TARGETS)} (and the suite: `zoo targets --suite`).")
+    chosen = [known[t] for t in (targets or TARGETS)]
     plan = [(c, t) for t in chosen for c in candidates_for(t, zoo_models, pool)]
     plan = plan[shard[0]::shard[1]]
     data_fp = {t.name: target_fingerprint(t) for t in {t.name: t for _, t in plan}.values()}
