@@ -162,3 +162,16 @@ def test_report_marks_chance_cells_and_names_the_criterion(destroyed_run):
     assert "Recommended layer <strong>" in cand and "(by best ID accuracy)" in cand
     assert 'class="chance"' in cand  # the OOD cells of the per-layer table carry the chance mark
     assert "Best layer" not in page
+
+
+def test_report_probe_plot_is_absolute_with_a_dashed_chance_line(destroyed_run):
+    from transferlens.report.plots import probe_figure
+
+    p = next(iter(destroyed_run["probes"].values()))["result"]
+    ax = probe_figure(p, "t").axes[0]
+    lines = {ln.get_label(): ln for ln in ax.get_lines()}
+    np.testing.assert_allclose(lines["ID (held out)"].get_ydata(), [r["id_accuracy"] for r in p["layers"]])
+    assert lines["OOD mean (at chance)"].get_ydata() == pytest.approx([r["ood_mean_accuracy"] for r in p["layers"]])
+    chance = lines["chance (25.0%)"]
+    assert chance.get_linestyle() == "--" and np.allclose(chance.get_ydata(), 0.25)
+    assert "recommended (best ID accuracy)" in lines
