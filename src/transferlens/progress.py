@@ -91,12 +91,13 @@ class LogProgress:
     def _finish(self, task: int) -> None:
         t = self.tasks[task]
         now = time.monotonic()
-        if not t["finished"] and (t["logged"] or now - t["start"] >= self.every):
+        changed = t["logged"] is False or t["logged"] != (t["completed"], t["description"])  # no repeated line
+        if not t["finished"] and changed and (t["logged"] or now - t["start"] >= self.every):
             self._log(t, now)
         t["finished"] = True
 
     def _log(self, t: dict[str, Any], now: float) -> None:
-        t["last"], t["logged"] = now, True
+        t["last"], t["logged"] = now, (t["completed"], t["description"])
         done, total = t["completed"], t["total"]
         if total is None:
             where = f"{_count(done)} {self.unit}".rstrip()

@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
 from ..errors import UsageError
+from ..progress import progress_bar
 from .common import console, friendly, show_progress
 
 app = typer.Typer(help="Benchmarks on the embedded zoo.", no_args_is_help=True)
@@ -40,8 +41,8 @@ def scores_cmd(
         raise UsageError(f"{ground_truth} is not a ground-truth table ({exc}); re-run `transferlens zoo evaluate`.") from None
     if table.get("format", "").split("/")[0] != "transferlens.ground-truth":
         raise UsageError(f"{ground_truth} is not a ground-truth table of `transferlens zoo evaluate`.")
-    with Progress(TextColumn("[bold]bench[/] {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, disable=not show_progress()) as bar:
+    with progress_bar("bench", TextColumn("[bold]bench[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=console, enabled=show_progress(), unit="targets") as bar:
         task = bar.add_task("scoring", total=None)
         result = run_bench(table, score or None, target or None, progress=lambda t, i, n: bar.update(task, description=t, completed=i, total=n),
                            cache_dir=cache or out / "score-cache", executor=executor, address=address)

@@ -63,7 +63,7 @@ def rank_cmd(
     names = record["scores"]
     table = Table(title=f"ranking on {record['data']} ({record['n_samples']} samples, {record['n_classes']} classes)")
     table.add_column("#", justify="right")
-    table.add_column("model")
+    table.add_column("model", no_wrap=True)  # a model name is never folded or cut
     table.add_column("combined\nmean rank", justify="right")
     for n in names:
         table.add_column(n + ("*" if n in record["zoo_relative"] else ""), justify="right")
