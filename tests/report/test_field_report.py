@@ -62,10 +62,12 @@ def test_field_equal_to_the_id_validation_data_gives_back_the_id_accuracy(spec, 
 
 def test_field_labels_are_ignored_and_bad_field_data_fails_only_its_stage(spec, tmp_path):
     # digits-uci has 10 classes where the ID data has 5: fine for --field (labels are not read), unlike --ood
-    run = assess(MODELS[:2], spec.TRAIN, tmp_path / "a", test=spec.TEST, field="builtin:digits-uci?split=test&n_per_class=3",
+    # (and without --test the probe is validated on a stratified quarter of the ID data, fitted on the rest)
+    run = assess(MODELS[:2], spec.TRAIN, tmp_path / "a", field="builtin:digits-uci?split=test&n_per_class=3",
                  report=False, **ARGS)
     res = run["field"]["result"]
-    assert res["field"]["n"] == 30
+    assert res["field"]["n"] == 30 and res["validation"] == "a stratified 25% of the ID data"
+    assert all(r["n_val"] == 25 and r["n_field"] == 30 for r in res["models"].values())  # 100 ID samples, 5 classes
     assert res["aol"]["reason"] and ">= 3 models" in res["aol"]["reason"]  # 2 candidates: no line
     assert all(r["estimates"]["aol"] is None for r in res["models"].values())
     bad = assess(MODELS[:1], spec.TRAIN, tmp_path / "b", test=spec.TEST, field="builtin:no-such-source", **ARGS)
