@@ -1,5 +1,5 @@
 # The two commands of the README's quick start. Both set everything up first (idempotent).
-.PHONY: run test setup
+.PHONY: run test setup test-gpu
 
 run:  ## set up, then run the main job on the embedded default
 	@bash scripts/setup.sh
@@ -10,3 +10,6 @@ test: ## set up, then run the test suite
 
 setup:
 	@bash scripts/setup.sh
+
+test-gpu: ## on a CUDA machine: the gpu-marked tests + bench_device.py (cuda fp32/bf16/fp16), results in benchmarks/results/device/
+	@bash scripts/test_gpu.sh
