@@ -26,6 +26,8 @@ def scores_cmd(
                                "disjoint --target sets can share it, and a last run over all targets assembles the table"),
     executor: str = typer.Option("local", help="local (in this process) | ray (one Ray task per target)"),
     address: str = typer.Option(None, help="Ray cluster for --executor ray: auto, or ray://host:10001 (default: a local Ray runtime)"),
+    suite: bool = typer.Option(False, "--suite", help="default targets: the suite's (zoo/suite.py), and choose rank's default rule by "
+                               "nested grouped leave-one-group-out (selection.md)"),
 ) -> None:
     """Weighted Kendall tau, Kendall tau, Pearson and top-1 regret of every score against the ground truth."""
     from ..executors import check_executor
@@ -45,7 +47,12 @@ def scores_cmd(
                       TimeElapsedColumn(), console=console, enabled=show_progress(), unit="targets") as bar:
         task = bar.add_task("scoring", total=None)
         result = run_bench(table, score or None, target or None, progress=lambda t, i, n: bar.update(task, description=t, completed=i, total=n),
-                           cache_dir=cache or out / "score-cache", executor=executor, address=address)
+                           cache_dir=cache or out / "score-cache", executor=executor, address=address, suite=suite)
     jpath, mpath = write_bench(result, out)
     console.print(markdown(result))
+    if result.get("selection"):
+        from ..zoo.selection import markdown as selection_markdown
+
+        console.print(selection_markdown(result["selection"]))
+        mpath = f"{mpath}, {out / 'selection.md'}"
     console.print(f"-> {mpath}, {jpath}")

@@ -35,6 +35,7 @@ from scipy import stats
 
 from ..errors import UsageError
 from ..io import atomic_write_text
+from .suite import SUITE, group_of, lookup_target
 from .targets import TARGETS
 
 FORMAT = "transferlens.bench-scores/1"
@@ -96,7 +97,7 @@ def score_target(target: str, candidates: list[dict], scores: list[str], train: 
     for layer, models in by_layer.items():
         is_zoo = all(m.startswith("zoo:") for m in models)
         wanted = [s for s in scores if is_zoo or s not in RELATEDNESS_SCORES]
-        record = rank_models(models, train or TARGETS[target].train, scores=wanted, layer=layer)
+        record = rank_models(models, train or lookup_target(target).train, scores=wanted, layer=layer)
         for row in record["models"]:
             key = row["model"] if layer == "penultimate" else f"{row['model']}@{layer}"
             for s in wanted:
@@ -134,8 +135,11 @@ def score_target_task(item: tuple[str, list[dict], str], *, scores: list[str], c
 
 def run_bench(ground_truth: dict, scores: list[str] | None = None, targets: list[str] | None = None,
               progress: Callable[[str, int, int], None] | None = None, cache_dir: Path | None = None,
-              executor: str = "local", address: str | None = None) -> dict[str, Any]:
+              executor: str = "local", address: str | None = None, suite: bool = False) -> dict[str, Any]:
     """Score every target's candidates and compare with the ground truth table of :mod:`.evaluate`.
+
+    ``suite``: by default every target of :data:`.suite.SUITE` in the ground truth (else of ``TARGETS``), and the
+    result gets the nested grouped selection of :mod:`.selection` (``result["selection"]``).
 
     ``cache_dir``: keep each target's scores there (see :func:`_cached_score_target`). ``executor="ray"``
     scores the targets as parallel Ray tasks (:mod:`transferlens.executors`), with the same result."""
@@ -148,7 +152,7 @@ def run_bench(ground_truth: dict, scores: list[str] | None = None, targets: list
     scores = list(scores) if scores else list_scores() + list(RELATEDNESS_SCORES)
     summary = ground_truth["summary"]
     present = sorted({e["target"] for e in summary})
-    targets = list(targets) if targets else [t for t in TARGETS if t in present]
+    targets = list(targets) if targets else [t for t in (SUITE if suite else TARGETS) if t in present]
     missing = [t for t in targets if t not in present]
     if missing:
         raise UsageError(f"the ground truth has no results for target(s) {', '.join(missing)}; run `transferlens zoo evaluate` first.")
@@ -158,7 +162,7 @@ def run_bench(ground_truth: dict, scores: list[str] | None = None, targets: list
                 for e in entries_of[t]] for t in targets}
     remote: dict[str, Any] = {}
     if executor != "local":  # every target at once; below, the table is assembled from the results
-        items = [(t, plan[t], TARGETS[t].train) for t in targets]
+        items = [(t, plan[t], lookup_target(t).train) for t in targets]
         remote = dict(zip(targets, map_tasks(score_target_task, items, executor=executor, address=address, label=lambda it: it[0],
                                              kwargs={"scores": scores, "cache_dir": cache_dir}, progress=progress is not None)))
     for i, target in enumerate(targets):
@@ -169,7 +173,7 @@ def run_bench(ground_truth: dict, scores: list[str] | None = None, targets: list
         table = {s: np.array([scored["values"][s].get(k, np.nan) for k in keys]) for s in scores}
         truths = {g: np.array([e.get(g, np.nan) if g != "primary" else primary_truth(e) for e in entries], float) for g in (*GROUND_TRUTHS, "primary")}
         metrics = {s: {g: compare(table[s], truths[g]) for g in truths} for s in scores}
-        per_target[target] = {"kind": TARGETS[target].kind, "candidates": keys, "scores": {s: table[s].tolist() for s in scores},
+        per_target[target] = {"kind": lookup_target(target).kind, "group": group_of(target), "candidates": keys, "scores": {s: table[s].tolist() for s in scores},
                               "truth": {g: v.tolist() for g, v in truths.items()}, "metrics": metrics,
                               "seconds_per_candidate": scored["seconds"], "wall_seconds": round(time.perf_counter() - t0, 1)}
         if progress is not None:
@@ -180,6 +184,11 @@ def run_bench(ground_truth: dict, scores: list[str] | None = None, targets: list
     result["averages"] = average_metrics(result)
     result["combined"] = choose_combination(result)
     result["combined_unrestricted"] = choose_combination(result, exclude=())  # for the record: what cost-blind selection picks
+    if suite:
+        from ..ranking import COMBINED_SCORES
+        from .selection import select_default
+
+        result["selection"] = select_default(result, fixed={f"mean({', '.join(COMBINED_SCORES)}) (rank's default now)": ("mean", COMBINED_SCORES)})
     return result
 
 
@@ -216,7 +225,7 @@ def choose_combination(result: dict, exclude: tuple[str, ...] = NOT_COMBINABLE) 
     sel, rep = result["selection_targets"], result["report_targets"]
     if not sel:
         return {}
-    usable = [s for s in result["scores"] if s not in exclude and all(np.isfinite(result["targets"][t]["scores"][s]).sum() >= 3 for t in sel if t in result["targets"] and TARGETS[t].modality == "image")]
+    usable = [s for s in result["scores"] if s not in exclude and all(np.isfinite(result["targets"][t]["scores"][s]).sum() >= 3 for t in sel if t in result["targets"] and lookup_target(t).modality == "image")]
     best, best_tau = None, -np.inf
     for k in range(1, MAX_COMBINATION + 1):
         for combo in itertools.combinations(usable, k):
@@ -278,4 +287,8 @@ def write_bench(result: dict, out: Path) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     jpath = atomic_write_text(out / "bench_scores.json", json.dumps(result, indent=1, default=float))
     mpath = atomic_write_text(out / "bench_scores.md", markdown(result))
+    if result.get("selection"):
+        from .selection import markdown as selection_markdown
+
+        atomic_write_text(out / "selection.md", selection_markdown(result["selection"]))
     return Path(jpath), Path(mpath)
