@@ -196,3 +196,11 @@ def test_probe_cli_marks_chance_cells_and_drops_the_retained_figure(tmp_path):
     rec = read_record(out / "probe.json", kind="probe")
     assert rec["layers"][0]["at_chance"]["ood"][f"npz:{tmp_path / 'ood.npz'}"] is True
     assert any("the OOD evidence of this set is at chance" in w for w in rec["warnings"])
+
+
+def test_a_tie_with_the_last_layer_is_not_called_a_loss():
+    rec = recommend_layer(["l0", "l1", "l2"], [0.6, 0.98, 0.96], {"o": [0.5, 0.69, 0.69]})
+    assert rec.index == 1 and "keeps only" not in rec.reason
+    assert "the last layer l2 is as good out of distribution (69.0%), but its ID accuracy is lower (96.0% vs 98.0%)" in rec.reason
+    rec = recommend_layer(["l0", "l1", "l2"], [0.6, 0.98, 0.98], {"o": [0.5, 0.69, 0.69]})
+    assert rec.index == 1 and "the earlier layer is taken" in rec.reason

@@ -114,7 +114,8 @@ def _probe(id_acc: list[float], ood: list[float], n: int = 40) -> dict:
     else:
         best = int(np.argmax(ood))
         rec = {"layer": f"l{best}", "index": best, "criterion": "ood_mean", "criterion_text": "best mean OOD accuracy"}
-        mean = {"start": best if best < len(ood) - 1 else None, "length": len(ood) - 1 - best,
+        start = best if best < len(ood) - 1 and ood[best] > ood[-1] else None  # as tunnel_start
+        mean = {"start": start, "length": 0 if start is None else len(ood) - 1 - best,
                 "pct_retained": 100 * ood[-1] / max(ood), "strength": "strong"}
     return {"layers": layers, "ood_data": [uri], "n_classes": K, "n_test": n, "n_ood": {uri: n}, "chance_accuracy": 0.25,
             "chance": {"id": 0.25, "ood": {uri: 0.25}, "ood_mean": 0.25}, "recommendation": rec, "tunnel": {"mean": mean}}
@@ -175,3 +176,10 @@ def test_report_probe_plot_is_absolute_with_a_dashed_chance_line(destroyed_run):
     chance = lines["chance (25.0%)"]
     assert chance.get_linestyle() == "--" and np.allclose(chance.get_ydata(), 0.25)
     assert "recommended (best ID accuracy)" in lines
+
+
+def test_a_tie_with_the_last_layer_is_said_as_a_tie():
+    probes = {"a": _probe([0.6, 0.98, 0.96], [0.5, 0.69, 0.69], n=100)}
+    why = " ".join(decide({}, None, _rank(["a"]), probes, {}, [])["why"])
+    assert "slightly more robust" not in why
+    assert "Layer l1 and the last layer l2 are equally robust (69.0% mean OOD); l1 is taken for its ID accuracy (98.0% vs 96.0%)" in why

@@ -189,6 +189,10 @@ def decide(config: dict, data: dict | None, rank: dict | None, probes: dict[str,
                            f"{mean['pct_retained']:.0f}% of the best OOD accuracy ({fmt_pct(last.get('ood_mean_accuracy'))} vs "
                            f"{fmt_pct(max(r.get('ood_mean_accuracy') or 0.0 for r in p['layers']))} mean OOD; a "
                            f"{mean.get('strength', '')} tunnel of {mean['length']} layer(s)).")
+            elif best["index"] < len(p["layers"]) - 1 and fmt_pct(best["ood_mean_accuracy"]) == fmt_pct(last.get("ood_mean_accuracy")):
+                why.append(f"Layer {layer} and the last layer {last['layer']} are equally robust ({fmt_pct(best['ood_mean_accuracy'])} "
+                           f"mean OOD); {layer} is taken for its ID accuracy ({fmt_pct(best['id_accuracy'])} vs "
+                           f"{fmt_pct(last['id_accuracy'])}) or, equal there too, as the earlier layer.")
             elif best["index"] < len(p["layers"]) - 1:
                 why.append(f"Layer {layer} is slightly more robust than the last layer {last['layer']} "
                            f"({fmt_pct(best['ood_mean_accuracy'])} vs {fmt_pct(last.get('ood_mean_accuracy'))} mean OOD).")

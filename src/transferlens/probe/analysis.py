@@ -414,7 +414,7 @@ def curves_figure(result: ProbeResult):  # -> matplotlib.figure.Figure (imported
     from matplotlib.figure import Figure
 
     x = np.arange(len(result.layers))
-    fig = Figure(figsize=(max(6.0, 0.45 * len(x) + 3), 4.2), dpi=120)
+    fig = Figure(figsize=(max(6.0, 0.45 * len(x) + 3) + 3.5, 4.2), dpi=120)  # + the legend on the right
     ax = fig.add_subplot(1, 1, 1)
     mean = result.tunnel.mean
     if mean is not None and mean.start is not None:
@@ -456,6 +456,6 @@ def curves_figure(result: ProbeResult):  # -> matplotlib.figure.Figure (imported
                   else ", mean OOD at chance: no % retained")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best", framealpha=0.8)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), framealpha=0.9)
     fig.tight_layout()
     return fig

@@ -316,6 +316,10 @@ def recommend_layer(layers: Sequence[str], id_curve: Any, ood_curves: Mapping[st
         reason += f"; tied with {tied.size - 1} other layer(s), broken by ID accuracy {_pct(a[best])}"
     if best == last:
         reason += "); it is the last probed layer, so there is no OOD tunnel to avoid."
+    elif m[last] == m[best]:
+        reason += (f"); the last layer {names[last]} is as good out of distribution ({_pct(m[last])}), "
+                   + (f"but its ID accuracy is lower ({_pct(a[last])} vs {_pct(a[best])})." if a[last] < a[best]
+                      else f"and as good in distribution ({_pct(a[last])}): the earlier layer is taken."))
     else:
         pct = 100.0 * m[last] / m[best] if m[best] > 0 else float("nan")
         reason += (f"); the last layer {names[last]} keeps only {pct:.0f}% of it ({_pct(m[last])} vs {_pct(m[best])}), "
