@@ -13,7 +13,8 @@ import pytest
 
 from transferlens.cli.preflight import check_data_uri, check_model_uri, check_output, check_paths
 from transferlens.data import load_data
-from transferlens.errors import DataError, ModelError, TransferLensError, UsageError
+from transferlens.errors import CacheError, DataError, ModelError, TransferLensError
+from transferlens.io import check_writable_dir
 from transferlens.models import resolve_model
 
 # Runs each command in one fresh interpreter (standalone_mode=False: the exit code is returned, not raised) and
@@ -37,7 +38,7 @@ def test_bad_paths_fail_before_torch(tmp_path: Path) -> None:
          f"imagefolder:{a_file}: expected a folder."),
         (["probe", "-m", f"file:{tmp_path}/nope.pt", "-d", "builtin:digits-uci"], f"file:{tmp_path}/nope.pt: no such file."),
         (["extract", "-m", "zoo:mlp-g50-s16", "-d", "builtin:digits-uci", "-o", f"{a_file}/sub/f.npz"],
-         f"--out {a_file}/sub/f.npz: {a_file} is a file, not a folder; choose another --out."),
+         f"cannot create directory {a_file}/sub: {a_file} is a file, not a directory; choose another --out."),
         (["assess", "-d", f"imagefolder:{tmp_path}/nope", "-m", "zoo:mlp-g50-s16"], f"imagefolder:{tmp_path}/nope: no such folder."),
     ]
     env = {**os.environ, "TRANSFERLENS_HOME": str(tmp_path / "home"), "COLUMNS": "1000"}
@@ -47,7 +48,7 @@ def test_bad_paths_fail_before_torch(tmp_path: Path) -> None:
     report = json.loads(res.stdout.strip().splitlines()[-1])
     errors = [line for line in res.stderr.splitlines() if line.strip()]
     assert errors == [f"error: {msg}" for _, msg in cases]  # one line each, nothing else
-    assert report["codes"] == [1, 1, 1, 1, 1, 2, 1]  # DataError / ModelError exit 1, UsageError 2
+    assert report["codes"] == [1] * len(cases)  # DataError / ModelError / CacheError: exit 1
     assert report["torch"] is False
 
 
@@ -81,6 +82,10 @@ def test_good_paths_and_other_options_pass(tmp_path: Path) -> None:
     # malformed URIs are left to the loaders, whose messages explain the syntax
     for text in ("shift:blur", "imagefolder:", "no-scheme"):
         check_data_uri(text)
-    with pytest.raises(UsageError, match="is a file, not a folder"):
-        check_output(tmp_path / "f.npz" / "x", "--out")
+    for is_file in (False, True):  # the message of io.check_writable_dir, which the commands call later
+        with pytest.raises(CacheError) as early:
+            check_output(tmp_path / "f.npz" / "x" / "y", "--out", is_file=is_file)
+        with pytest.raises(CacheError) as late:
+            check_writable_dir(tmp_path / "f.npz" / "x" / ("y" if not is_file else ""))
+        assert str(early.value) == str(late.value)
     assert issubclass(DataError, TransferLensError) and issubclass(ModelError, TransferLensError)

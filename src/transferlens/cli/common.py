@@ -119,7 +119,7 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             _no_gpu_check(str(kwargs.get("device") or "auto"))  # before anything imports torch
-            check_paths(kwargs)  # missing data / model files and unwritable --out, before anything imports torch
+            check_paths(kwargs, fn.__name__)  # missing data / model files and unwritable --out, before anything imports torch
             if kwargs.get("on_bad_file") is not None:  # the --on-bad-file option of a command that reads data
                 from ..data.files import on_bad_file
 

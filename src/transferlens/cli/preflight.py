@@ -8,7 +8,9 @@ and raises the same error, with the same message, that loading would raise secon
 - a single model URI (``model``; a list of candidates is not checked: ``rank`` and ``assess`` report a
   model that cannot load in its row and go on with the others): ``file:PATH`` must be a file, and
   ``weights=PATH`` of ``timm:`` / ``torchvision:`` too (:class:`ModelError`);
-- output paths (``out``, ``grid``): the nearest existing ancestor must be a writable folder (:class:`UsageError`).
+- output paths (``out``, ``grid``): the folder to create (the path itself, or its parent for a file output:
+  ``extract --out``, ``report --out``, ``data show --grid``) needs a writable folder as its nearest existing
+  ancestor (:class:`CacheError`, the message of :func:`transferlens.io.check_writable_dir`).
 
 Only the standard library and :mod:`transferlens.uri` are imported here.
 """
@@ -19,11 +21,12 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..errors import DataError, ModelError, UsageError
+from ..errors import CacheError, DataError, ModelError, UsageError
 from ..uri import parse_uri
 
 DATA_OPTIONS = ("data", "test", "val", "ood", "reference_data", "uri")
 OUT_OPTIONS = {"out": "--out", "grid": "--grid"}
+FILE_OUTPUTS = {("extract_cmd", "out"), ("report_cmd", "out"), ("show_cmd", "grid")}  # (command, option): a file
 _FILE_SCHEMES = {"imagefolder": True, "csv": False, "npz": False}  # scheme -> expects a folder
 
 
@@ -74,21 +77,21 @@ def check_model_uri(text: str) -> None:
             raise ModelError(f"{uri}: weights file {weights} does not exist.")
 
 
-def check_output(path: Any, option: str) -> None:
-    """Raise :class:`UsageError` when the output ``path`` cannot be created: its nearest existing ancestor is
-    a file, or a folder this process may not write."""
-    p = Path(path).expanduser().absolute()
-    parent = p.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise UsageError(f"{option} {path}: {parent} is a file, not a folder; choose another {option}.")
-    if not p.exists() and not os.access(parent, os.W_OK | os.X_OK):
-        raise UsageError(f"{option} {path}: cannot write in {parent} (permission denied); choose another {option}.")
+def check_output(path: Any, option: str, is_file: bool = False) -> None:
+    """Raise :class:`CacheError` when the folder of the output ``path`` (``path`` itself, or its parent when
+    ``is_file``) could not be created or written: its nearest existing ancestor is a file or not writable."""
+    folder = Path(path).parent if is_file else Path(path)
+    existing = folder
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise CacheError(f"cannot create directory {folder}: {existing} is a file, not a directory; choose another {option}.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise CacheError(f"cannot create directory {folder}: {existing} is not writable; choose another {option}.")
 
 
-def check_paths(options: dict[str, Any]) -> None:
-    """Check the local paths among a command's ``options`` (see the module docstring)."""
+def check_paths(options: dict[str, Any], command: str = "") -> None:
+    """Check the local paths among the ``options`` of ``command`` (its function name; see the module docstring)."""
     for key in DATA_OPTIONS:
         for text in _strings(options.get(key)):
             check_data_uri(text)
@@ -96,4 +99,4 @@ def check_paths(options: dict[str, Any]) -> None:
         check_model_uri(options["model"])
     for key, flag in OUT_OPTIONS.items():
         if isinstance(options.get(key), (str, Path)):
-            check_output(options[key], flag)
+            check_output(options[key], flag, is_file=(command, key) in FILE_OUTPUTS)
