@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 @dataclass(frozen=True)
 class Target:
     name: str
-    kind: str  # cross-domain | novel-classes | few-label | text
+    kind: str  # cross-domain | novel-classes | few-label | natural-images | text
     modality: str  # image | text
     train: str
     test: str
@@ -26,6 +26,7 @@ def _shifts(test: str, names: tuple[str, ...] = ("gaussian_noise", "blur", "cont
 
 
 _DIGITS_TEST = "builtin:digits?split=test&n_per_class=100"
+_PHOTOS_TEST = "builtin:photo-crops?split=test&n_per_class=40"
 
 TARGETS: dict[str, Target] = {
     t.name: t
@@ -48,6 +49,9 @@ TARGETS: dict[str, Target] = {
                "handwritten digits with 10 labels per class"),
         Target("cyrillic-5shot", "few-label", "image", "builtin:glyphs?charset=cyrillic&n=30&seed=13&split=train&n_per_class=5",
                "builtin:glyphs?charset=cyrillic&n=30&seed=13&split=test&n_per_class=7", (), "Cyrillic letters, 5 labels per class"),
+        Target("photos", "natural-images", "image", "builtin:photo-crops?split=train&n_per_class=30", _PHOTOS_TEST,
+               _shifts(_PHOTOS_TEST) + ("shift:low_resolution:3:" + _PHOTOS_TEST,),
+               "crops of 10 real photographs (scikit-image / scikit-learn), one class per photo; test crops from a disjoint stripe"),
         Target("fortunes", "text", "text", "builtin:fortunes?split=train&n_per_class=30", "builtin:fortunes?split=test&n_per_class=10", (),
                "fortune-cookie texts by topic (text encoders)"),
     )
