@@ -183,3 +183,22 @@ def test_a_tie_with_the_last_layer_is_said_as_a_tie():
     why = " ".join(decide({}, None, _rank(["a"]), probes, {}, [])["why"])
     assert "slightly more robust" not in why
     assert "Layer l1 and the last layer l2 are equally robust (69.0% mean OOD); l1 is taken for its ID accuracy (98.0% vs 96.0%)" in why
+
+
+def test_records_written_before_the_chance_fields_are_read_the_same_way():
+    """An old probe record (no at_chance fields, a tunnel computed from a chance-level curve): the flags come from its
+    sizes, and neither the decision nor the report quotes its % retained."""
+    from transferlens.report.plots import probe_figure
+
+    old = _probe([0.8, 0.9, 0.85], [0.3, 0.25, 0.2])
+    for row in old["layers"]:
+        del row["at_chance"], row["collapsed"]
+    del old["chance"]
+    old["recommendation"] = {"layer": "l0", "index": 0}
+    old["tunnel"] = {"mean": {"start": 0, "length": 2, "pct_retained": 66.7, "strength": "strong"}}
+    d = decide({}, None, _rank(["a"]), {"a": old}, {}, [])
+    why = " ".join(d["why"])
+    assert d["basis"] == "id" and "The OOD evidence is at chance" in why and "keeps only" not in why
+    assert d["evidence"][0]["pct_retained"] is None and d["evidence"][0]["layer"] == "l1"
+    ax = probe_figure(old, "old").axes[0]
+    assert not ax.patches  # no tunnel shading from a chance-level curve

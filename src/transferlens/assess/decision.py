@@ -116,7 +116,7 @@ def evidence_rows(probes: dict[str, dict], use_ood: bool | None = None) -> list[
                      "id_at_chance": flags["id"], "ood_at_chance": flags["ood_mean"] if has_ood else None,
                      "best_id_layer": ib["layer"], "best_id_accuracy": ib["id_accuracy"], "last_layer": last["layer"],
                      "last_ood_mean_accuracy": last.get("ood_mean_accuracy"),
-                     "pct_retained": mean.get("pct_retained") if has_ood else None,
+                     "pct_retained": mean.get("pct_retained") if has_ood and not ev["ood_at_chance"] else None,
                      "ood_all_at_chance": ev["ood_at_chance"], "id_all_at_chance": ev["id_at_chance"],
                      "ood_sets_at_chance": ev["ood_sets_at_chance"]})
     return rows
@@ -184,7 +184,8 @@ def decide(config: dict, data: dict | None, rank: dict | None, probes: dict[str,
                        f"chance is {fmt_pct(chance)}.")
             last = p["layers"][-1]
             mean = (p.get("tunnel") or {}).get("mean") or {}
-            if best["index"] < len(p["layers"]) - 1 and mean.get("start") is not None and mean.get("pct_retained") is not None:
+            if (best["index"] < len(p["layers"]) - 1 and mean.get("start") is not None and mean.get("pct_retained") is not None
+                    and not evs[model]["ood_at_chance"]):
                 why.append(f"Take the features of {layer}, not of the last layer {last['layer']}: the last layer keeps only "
                            f"{mean['pct_retained']:.0f}% of the best OOD accuracy ({fmt_pct(last.get('ood_mean_accuracy'))} vs "
                            f"{fmt_pct(max(r.get('ood_mean_accuracy') or 0.0 for r in p['layers']))} mean OOD; a "

@@ -66,7 +66,7 @@ def print_summary(run: dict[str, Any], console: Console, max_rows: int = 10) -> 
             crit = ev["criterion"] if ev else ((p.get("recommendation") or {}).get("criterion_text") or
                                               ("best mean OOD accuracy" if p.get("ood_data") else "best ID accuracy"))
             mean = (p.get("tunnel") or {}).get("mean") or {}
-            at_chance = mean and mean.get("pct_retained") is None
+            at_chance = mean and (mean.get("pct_retained") is None or bool(ev and ev.get("ood_all_at_chance")))
             tunnel = "-" if not mean else ("OOD at chance" if at_chance else "none" if mean.get("start") is None else
                                           f"{mean['strength']}, from {p['layers'][mean['start']]['layer']}")
             kept = "-" if not mean else ("n/a" if at_chance else f"{mean['pct_retained']:.0f}%")

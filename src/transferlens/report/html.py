@@ -219,7 +219,7 @@ def _candidate(i: int, model: str, run: dict) -> str:
         mean = (probe.get("tunnel") or {}).get("mean")
         ev = probe_evidence(probe)
         tunnel = ""
-        if mean and mean.get("pct_retained") is None:
+        if mean and (mean.get("pct_retained") is None or ev["ood_at_chance"]):  # older records computed it anyway
             tunnel = "; the mean OOD accuracy is at chance at every layer, so there is no % retained and no tunnel"
         elif mean:
             start = "none" if mean.get("start") is None else f'from {probe["layers"][mean["start"]]["layer"]}, {mean["length"]} layer(s)'

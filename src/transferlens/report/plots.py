@@ -88,7 +88,8 @@ def probe_figure(probe: dict, title: str) -> Figure:
     fig = Figure(figsize=(max(6.0, 0.45 * len(x) + 3.5), 3.8))
     ax = fig.add_subplot(1, 1, 1)
     mean = (probe.get("tunnel") or {}).get("mean")
-    if mean and mean.get("start") is not None and mean.get("pct_retained") is not None:
+    ood_dead = bool(probe.get("ood_data")) and bool(flags) and all(f["ood_mean"] is True for f in flags)
+    if mean and mean.get("start") is not None and mean.get("pct_retained") is not None and not ood_dead:
         ax.axvspan(mean["start"], len(x) - 1, color="0.88", zorder=0, label=f"OOD tunnel ({mean['length']} layer(s))")
 
     def curve(values: list, at: list, style: str, color: str, lw: float, label: str, alpha: float = 1.0) -> None:
