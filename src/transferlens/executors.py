@@ -6,7 +6,11 @@ whichever executor ran them. Users: ``rank_models`` (a task per model), ``zoo.bu
 
 ``local`` runs the items one after another in this process (the default; nothing to install).
 
-``ray`` runs one Ray task (1 CPU each) per item. Ray is imported only then (``pip install ray``, or
+``ray`` runs one Ray task (1 CPU each) per item. GPUs: when the run's device (``--device``, i.e.
+``TRANSFERLENS_DEVICE``; ``auto`` counts) is CUDA and the Ray runtime has GPUs, each task also reserves
+``num_gpus=1`` (:func:`task_gpus`), so Ray places one task per GPU, sets the task's ``CUDA_VISIBLE_DEVICES``
+to its GPU, and the task runs on ``cuda`` (its only visible device); with ``--device cpu``, or a runtime
+without GPUs, tasks reserve none and run on the CPU. Ray is imported only then (``pip install ray``, or
 ``pip install 'transferlens[ray]'``). Without a running Ray runtime in this process, ``ray.init`` is called:
 
 - no ``address``: Ray connects to a cluster named by ``RAY_ADDRESS`` if set, else starts a local runtime
@@ -132,14 +136,26 @@ def _call(fn: Callable[..., Any], item: Any, kwargs: dict[str, Any]) -> Any:
     return fn(item, **kwargs)
 
 
+def task_gpus(cluster_gpus: float, device: str | None = None) -> int:
+    """GPUs each Ray task reserves: 1 when ``device`` (default ``$TRANSFERLENS_DEVICE``, unset = ``auto``) may be
+    CUDA and the runtime has at least one GPU, else 0."""
+    spec = (os.environ.get("TRANSFERLENS_DEVICE", "auto") if device is None else device).strip().lower() or "auto"
+    return 1 if cluster_gpus >= 1 and (spec == "auto" or spec.startswith("cuda")) else 0
+
+
 def _map_ray(fn, items, kwargs, on_error, progress, label, *, address, num_cpus) -> list:
     ray = init_ray(address, num_cpus)
     from ray.exceptions import RayError, RayTaskError
 
+    env = worker_env()
+    gpus = task_gpus(float(ray.cluster_resources().get("GPU", 0)))
+    if gpus:
+        env["TRANSFERLENS_DEVICE"] = "cuda"  # the task sees only its own GPU (Ray sets CUDA_VISIBLE_DEVICES)
+
     # The env vars also go on every task: the runtime may have been initialised elsewhere (a caller's
     # ray.init) without them. Per-task runtime_env merges with the job's. No retries: a task that
     # died once is reported, not run again (a crash is usually deterministic for a given model).
-    remote = ray.remote(num_cpus=1, max_retries=0)(_call).options(runtime_env={"env_vars": worker_env()})
+    remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=0)(_call).options(runtime_env={"env_vars": env})
     fn_ref, kw_ref = ray.put(fn), ray.put(kwargs)  # stored once, shared by the tasks
     refs = [remote.remote(fn_ref, item, kw_ref) for item in items]
     index = {ref: i for i, ref in enumerate(refs)}

@@ -120,3 +120,10 @@ def test_cli_bad_precision_is_a_usage_error():
     proc = subprocess.run([str(exe), "extract", "-m", "timm:resnet18?pretrained=false", "-d", "builtin:digits?n_per_class=5",
                            "--device", "cpu", "--precision", "fp8"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "--precision must be one of fp32, bf16, fp16" in proc.stderr
+
+
+def test_ray_tasks_reserve_a_gpu_only_for_cuda_runs():
+    from transferlens.executors import task_gpus
+
+    assert task_gpus(2, "cuda") == 1 and task_gpus(2, "cuda:1") == 1 and task_gpus(1, "auto") == 1
+    assert task_gpus(2, "cpu") == 0 and task_gpus(0, "cuda") == 0 and task_gpus(0, "auto") == 0
