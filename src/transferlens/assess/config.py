@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from dataclasses import field as _dc_field
 
-from ..defaults import DEFAULT_ASSESS_SCORES, DEFAULT_FINETUNE_METHODS, DEFAULT_TARGET, DEFAULT_TEXT_MODELS, DEFAULT_TOP_K
+from ..defaults import (DEFAULT_ASSESS_SCORES, DEFAULT_FINETUNE_METHODS, DEFAULT_REAL_IMAGE_MODELS, DEFAULT_TARGET, DEFAULT_TEXT_MODELS,
+                        DEFAULT_TOP_K, DEFAULT_ZOO_IMAGE_MODELS)
 from ..errors import UsageError
 
 
@@ -28,18 +30,40 @@ class AssessConfig:
     finetune_methods: tuple[str, ...] = DEFAULT_FINETUNE_METHODS
     finetune_epochs: int = 10
     field: str | None = None  # unlabelled deployment data: estimated field accuracy per candidate
+    notes: list[str] = _dc_field(default_factory=list)  # e.g. default candidates left out because not installed
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
+def random_init_twin(uri: str) -> str:
+    """``torchvision:mobilenet_v2`` -> ``torchvision:mobilenet_v2?pretrained=false`` (same architecture, random weights)."""
+    return f"{uri}{'&' if '?' in uri else '?'}pretrained=false"
+
+
 def default_models(modality: str) -> list[str]:
-    """Every zoo model for image data; the packaged MiniLM for text."""
+    """The packaged MiniLM for text. For images: every real ImageNet backbone installed here
+    (``DEFAULT_REAL_IMAGE_MODELS``) followed by its random-init twin, then the best zoo models
+    (``DEFAULT_ZOO_IMAGE_MODELS``, those built). Without any packaged backbone, every zoo model (as before)."""
     if modality == "text":
         return list(DEFAULT_TEXT_MODELS)
+    from ..models.packaged import PACKAGED, installed_files
     from ..zoo.registry import list_built
 
-    return [f"zoo:{name}" for name in list_built()]
+    built = list_built()
+    real = [m for m in DEFAULT_REAL_IMAGE_MODELS if m in PACKAGED and installed_files(PACKAGED[m]) is not None]
+    if not real:
+        return [f"zoo:{name}" for name in built]
+    zoo = [m for m in DEFAULT_ZOO_IMAGE_MODELS if m.split(":", 1)[1] in built]
+    return [u for m in real for u in (m, random_init_twin(m))] + zoo
+
+
+def missing_default_models() -> list[str]:
+    """Lines for the record: real default backbones that are not installed here, with the command to install them."""
+    from ..models.packaged import PACKAGED, installed_files
+
+    return [f"{m} is not installed ({PACKAGED[m].pip_command}); it was left out of the default candidates."
+            for m in DEFAULT_REAL_IMAGE_MODELS if m in PACKAGED and installed_files(PACKAGED[m]) is None]
 
 
 def make_config(models: list[str] | None = None, data: str | None = None, *, test: str | None = None,
@@ -86,6 +110,8 @@ def make_config(models: list[str] | None = None, data: str | None = None, *, tes
         for name in scores:
             if name not in RELATEDNESS_SCORES:
                 get_score(name)  # UsageError naming the known scores
+    notes = missing_default_models() if not models and (modality or "image") == "image" else []
     return AssessConfig(models=chosen, train=data, test=test, ood=ood_list, target=target,
                         scores=list(scores) if scores else list(DEFAULT_ASSESS_SCORES), top_k=top_k, pool=pool,
-                        seed=seed, gc_samples=gc_samples, finetune=finetune, finetune_epochs=finetune_epochs, field=field)
+                        seed=seed, gc_samples=gc_samples, finetune=finetune, finetune_epochs=finetune_epochs, field=field,
+                        notes=notes)

@@ -280,7 +280,7 @@ def _assess(models: list[str] | None, data: str | None, out: str | Path, *, test
     if cfg.field:
         _field_stage(runner, records, cfg, mres, rank, train_id, test_id, test_uri, rel)
 
-    problems = _problems(runner.outcomes, dres, rank)
+    problems = _problems(runner.outcomes, dres, rank) + list(cfg.notes)
     decision = decide(cfg.to_dict(), dres, rank, probes, {}, problems)
     winner = decision.get("model")
     finetunes: dict[str, dict] = {}
@@ -304,7 +304,7 @@ def _assess(models: list[str] | None, data: str | None, out: str | Path, *, test
             records["finetune"][method] = rel(o)
             if o.ok:
                 finetunes[method] = o.result
-        problems = _problems(runner.outcomes, dres, rank)
+        problems = _problems(runner.outcomes, dres, rank) + list(cfg.notes)
         decision = decide(cfg.to_dict(), dres, rank, probes, finetunes, problems)
 
     finished = _dt.datetime.now(_dt.timezone.utc)
