@@ -25,7 +25,7 @@ from ..io import _to_jsonable, read_record, write_record
 log = logging.getLogger("transferlens")
 
 #: Bump when a stage's computation changes, so old records are recomputed.
-STAGE_CODE_VERSION = "1"
+STAGE_CODE_VERSION = "2"  # 2: probe records carry chance/collapse flags (issue 17)
 KIND = "assess-stage"
 
 # status values: ok (computed now), cached (reused), failed, unavailable (a missing optional part), skipped

@@ -142,6 +142,13 @@ def _packaged_weights(key: str) -> Path | None:
     return packaged_file(key)
 
 
+def _sha_of_verified(path: Path) -> str:
+    """The recorded digest of a packaged file that :func:`_packaged_weights` has just verified (no second hash)."""
+    from .packaged import PACKAGED
+
+    return next(e.sha256[:32] for e in PACKAGED.values() if e.relpaths[0].endswith(path.name))
+
+
 def _torchvision_cached(name: str, weights: str | None) -> bool:
     """Whether torchvision's checkpoint for (name, weights) is already in the torch hub cache."""
     if weights is None:
@@ -196,7 +203,7 @@ def resolve_timm(uri: URI) -> ModelRef:
     pretrained, seed, size, channels, weights = _image_params(uri)
     packaged = _packaged_weights(f"timm:{name}") if pretrained and weights is None else None
     identity = f"{uri.canonical()}|{_versions()}" + (f"|weights={file_digest(weights)}" if weights else "") + \
-        (f"|packaged={file_digest(packaged)}" if packaged else "")
+        (f"|packaged={_sha_of_verified(packaged)}" if packaged else "")
 
     def load() -> Any:
         import timm
@@ -253,7 +260,7 @@ def resolve_torchvision(uri: URI) -> ModelRef:
         raise UsageError(f"{uri}: torchvision models take 3 channels.")
     packaged = _packaged_weights(f"torchvision:{name}") if pretrained and weights is None else None
     identity = f"{uri.canonical()}|{_versions()}" + (f"|weights={file_digest(weights)}" if weights else "") + \
-        (f"|packaged={file_digest(packaged)}" if packaged else "")
+        (f"|packaged={_sha_of_verified(packaged)}" if packaged else "")
 
     def load() -> Any:
         from .adapters import HookedImageModel
@@ -313,6 +320,9 @@ def resolve_hf(uri: URI, sentence_transformers: bool = False) -> ModelRef:
 
     base = f"{uri.canonical()}|transformers={version('transformers')}|torch={torch.__version__}"
     identity = base + (f"|dir={dir_digest(local)}" if local is not None and local.is_dir() else "")
+    # text batches are formed in order of length (HiddenStateModel.batch_order); st: models are run through
+    # sentence-transformers' own modules (sentence_embedding layer): both are part of what a cache entry holds
+    identity += "|text-batches=length-sorted" + (f"|st={version('sentence-transformers')}" if sentence_transformers else "")
 
     def load() -> Any:
         from transformers import AutoConfig, AutoModel, AutoTokenizer
@@ -323,6 +333,8 @@ def resolve_hf(uri: URI, sentence_transformers: bool = False) -> ModelRef:
             from .hub import hub_offline
 
             hub_offline()  # no hub: transformers reads its local cache only and fails at once when it lacks the model
+        if sentence_transformers:
+            return _load_sentence_transformer(uri, target, local, pretrained, seed)
         kwargs = {"local_files_only": local is not None}
         if "revision" in uri.params:
             kwargs["revision"] = uri.params["revision"]
@@ -344,8 +356,7 @@ def resolve_hf(uri: URI, sentence_transformers: bool = False) -> ModelRef:
             tokenizer = AutoTokenizer.from_pretrained(target, **kwargs)
         except Exception as exc:
             raise ModelError(f"could not load the tokenizer of {uri.path}: {str(exc).splitlines()[0][:200]}") from None
-        normalize = sentence_transformers and local is not None and _st_normalizes(local)
-        return HiddenStateModel(str(uri), module, tokenizer=tokenizer, normalize_embedding=normalize, max_length=max_length, kind="text")
+        return HiddenStateModel(str(uri), module, tokenizer=tokenizer, max_length=max_length, kind="text")
 
     kind = "text"
     if local is not None and (local / "config.json").exists():
@@ -355,15 +366,41 @@ def resolve_hf(uri: URI, sentence_transformers: bool = False) -> ModelRef:
                 kind = "image"
         except ValueError:
             pass
-    return ModelRef(uri.canonical(), kind, identity, load)
+    info = {"default_layers": ["sentence_embedding"]} if sentence_transformers and kind == "text" else {}
+    return ModelRef(uri.canonical(), kind, identity, load, info)
 
 
-def _st_normalizes(folder: Path) -> bool:
+def _load_sentence_transformer(uri: URI, target: str, local: Path | None, pretrained: bool, seed: int) -> Any:
+    """An ``st:`` model loaded by sentence-transformers itself, so its ``sentence_embedding`` layer is the
+    model's own pipeline (tokenisation, Pooling mode, Dense, Normalize: whatever ``modules.json`` lists) and
+    equals ``SentenceTransformer(path).encode(texts)``. ``max_length`` overrides its ``max_seq_length``;
+    ``pretrained=false`` re-initialises the transformer from its config with ``seed``."""
+    from .adapters import HiddenStateModel
+
     try:
-        modules = json.loads((folder / "modules.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return any(m.get("type", "").endswith("Normalize") for m in modules)
+        from sentence_transformers import SentenceTransformer
+
+        kwargs: dict[str, Any] = {"device": "cpu", "local_files_only": local is not None}
+        if "revision" in uri.params:
+            kwargs["revision"] = uri.params["revision"]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            st = SentenceTransformer(target, **kwargs)
+    except Exception as exc:
+        raise ModelError(f"could not load st:{uri.path}: {_first_line(exc, 200)}; {_NETWORK_HINT}") from None
+    first = st[0]
+    module = getattr(first, "model", None) or getattr(first, "auto_model", None)
+    if module is None or getattr(st, "tokenizer", None) is None:
+        raise ModelError(f"st:{uri.path} is not a transformer text encoder (its first module is {type(first).__name__}); use hf: for it.")
+    if not pretrained:
+        from transformers import AutoModel
+
+        torch.manual_seed(seed)
+        module.load_state_dict(AutoModel.from_config(module.config).state_dict())
+    if "max_length" in uri.params:
+        st.max_seq_length = uri.get_int("max_length", 256, minimum=8)
+    return HiddenStateModel(str(uri), module, tokenizer=st.tokenizer, max_length=int(st.max_seq_length or 256), kind="text",
+                            sentence_model=st)
 
 
 def resolve_st(uri: URI) -> ModelRef:
