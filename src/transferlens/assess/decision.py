@@ -95,6 +95,50 @@ def _finetune_sentence(finetunes: dict[str, dict], epochs: Any, probe_row: dict 
     return text
 
 
+def _is_twin(uri: str) -> bool:
+    return "pretrained=false" in uri.split("?", 1)[-1] if "?" in uri else False
+
+
+def _pretraining_sentences(model: str, rows: dict[str, dict], probed: dict[str, dict], use_ood: bool) -> list[str]:
+    """What pretraining buys on this target, with numbers: the recommended model against its random-init twin, and,
+    when a zoo model or a random-init network wins, against the best real pretrained backbone. The measure is the
+    probe's (mean OOD or ID) accuracy when both were probed, else the leave-one-out kNN accuracy on the training
+    data that the rank stage measured for every candidate."""
+    from .config import random_init_twin
+
+    def knn(m: str) -> float | None:
+        v = (rows.get(m) or {}).get("scores", {}).get("knn_accuracy")
+        return None if v is None else float(v)
+
+    def compare(a: str, b: str) -> tuple[str, float, float] | None:
+        if a in probed and b in probed:
+            what = "mean OOD" if use_ood else "held-out ID"
+            return f"{what} linear-probe accuracy", _probe_key(probed[a], use_ood), _probe_key(probed[b], use_ood)
+        ka, kb = knn(a), knn(b)
+        if ka is None or kb is None:
+            return None
+        return "leave-one-out kNN accuracy on the training data", ka, kb
+
+    out = []
+    twin = random_init_twin(model)
+    if not _is_twin(model) and twin in rows:
+        c = compare(model, twin)
+        if c:
+            gain = 100 * (c[1] - c[2])
+            verdict = "ImageNet pretraining pays here" if gain > 100 * TIE else "ImageNet pretraining buys nothing measurable here"
+            out.append(f"{verdict}: {model} vs the same architecture with random weights, {fmt_pct(c[1])} vs {fmt_pct(c[2])} "
+                       f"{c[0]} ({gain:+.1f} points).")
+    real = [m for m in rows if not m.startswith("zoo:") and not _is_twin(m) and random_init_twin(m) in rows]
+    if real and (model.startswith("zoo:") or _is_twin(model)):
+        best = max(real, key=lambda m: (compare(m, model) or ("", -1.0, 0.0))[1])
+        c = compare(model, best)
+        if c:
+            kind = "zoo model" if model.startswith("zoo:") else "randomly initialised network"
+            out.append(f"A {kind} beats the real pretrained backbones on this target: {model} {fmt_pct(c[1])} vs "
+                       f"{fmt_pct(c[2])} for the best of them, {best} ({c[0]}, {100 * (c[1] - c[2]):+.1f} points).")
+    return out
+
+
 def evidence_rows(probes: dict[str, dict], use_ood: bool | None = None) -> list[dict]:
     """One row per probed model, the numbers the recommendation quotes: the chosen layer and its criterion, its
     ID and mean OOD accuracy, the chance levels, the best ID layer, the last layer's mean OOD accuracy, the share
@@ -242,6 +286,7 @@ def decide(config: dict, data: dict | None, rank: dict | None, probes: dict[str,
                            f"({fmt_pct(_probe_key(probed[top], use_ood))} vs {fmt_pct(_probe_key(probed[model], use_ood))}).")
     else:
         caveats.append("No layer-wise probe succeeded, so this rests on the transferability scores alone.")
+    why += _pretraining_sentences(model, rows, probed, use_ood)
     ft = _finetune_sentence(finetunes, config.get("finetune_epochs"),
                             _chosen_row(probed[model], use_ood) if model in probed else None, criterion)
     if ft:
