@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from ..errors import TransferLensError
+from ..errors import TransferLensError, UsageError
 from ..io import atomic_write_text, check_writable_dir, write_record
 from .common import DEVICE, ON_BAD_FILE, PRECISION, console, data_skipped, friendly, show_progress
 
@@ -41,6 +41,9 @@ def rank_cmd(
     pca_dim: str = typer.Option(None, help="reduce features by PCA first: an int, a variance fraction, or auto"),
     reference_data: str = typer.Option(None, help="labelled reference task for task_relatedness (zoo models bring their own)"),
     seed: int = typer.Option(0, help="seed of the stochastic scores"),
+    budget: float = typer.Option(None, "--budget", help="MINUTES: then fine-tune the shortlist briefly by successive halving within "
+                                 "this wall-clock budget and recommend from measured validation accuracy (image models; docs/validity.md)"),
+    budget_top: int = typer.Option(4, "--budget-top", help="size of the shortlist that --budget fine-tunes (the top of the ranking)"),
     out: Path = typer.Option(Path("transferlens-out"), "--out", "-o", help="directory for rank.json and rank.csv"),
     executor: str = typer.Option("local", help="local (in this process) | ray (one Ray task per model)"),
     address: str = typer.Option(None, help="Ray cluster for --executor ray: auto, or ray://host:10001 (default: start a local Ray runtime)"),
@@ -54,6 +57,8 @@ def rank_cmd(
 
     check_executor(executor, address)
     check_writable_dir(out)
+    if budget is not None and (budget <= 0 or budget_top < 2):
+        raise UsageError(f"--budget needs a positive number of minutes and --budget-top >= 2, got {budget} and {budget_top}.")
     record = rank_models(list(model), data, scores=scores.split(",") if scores else None, layer=layer,
                          use_labels=not no_labels, pca_dim=_pca(pca_dim), progress=show_progress(),
                          reference_data=reference_data, seed=seed, executor=executor, address=address)
@@ -89,6 +94,20 @@ def rank_cmd(
     if n_warn:
         console.print(f"[yellow]{n_warn} reliability warning(s)[/] (e.g. N <= D): see rank.json, or run `transferlens -v rank ...`.")
     console.print(f"recommended: [bold]{record['recommended']}[/] (mean rank over {', '.join(record['combined']['scores'])})")
+    if budget is not None:
+        from ..budget import rank_budget
+
+        record["budget"] = halving = rank_budget(record, data, budget, top=budget_top)
+        for rnd in halving["rounds"]:
+            accs = ", ".join(f"{m} {a:.3f}" for m, a in sorted(rnd["val_accuracy"].items(), key=lambda kv: -kv[1]))
+            console.print(f"halving round {rnd['round']}: {rnd['steps']} steps on {rnd['subset']} samples, {rnd['seconds']:.0f} s"
+                          f"{'' if rnd['complete'] else ' (cut by the budget)'}: val acc {accs}")
+        if halving["recommended"] is None:
+            console.print(f"[yellow]the budget ({budget} min) ran out before any candidate was fine-tuned[/]: the recommendation "
+                          "stays the scores'; give --budget more minutes.")
+        else:
+            console.print(f"measured recommendation: [bold]{halving['recommended']}[/] (validation accuracy "
+                          f"{halving['recommended_val_accuracy']:.3f} after {halving['seconds']:.0f} s of {halving['budget_seconds']:.0f} s)")
     write_record(out / "rank.json", "rank", {**record, "data_skipped": data_skipped(data)})
     buf = io.StringIO()
     w = csv.writer(buf)
