@@ -9,7 +9,7 @@ Cyrillic and the fortunes texts (seven groups).
 
 What is generated (``build_suite``):
 
-- the eight targets of :data:`.targets.TARGETS`, unchanged;
+- every target of :data:`.targets.TARGETS`, unchanged (a new one is its own group unless ``GROUP_OF`` says otherwise);
 - few-shot levels of the digits: 5, 20 and 100 labels per class (10 and 50 are in ``TARGETS``), and 10 per
   class for the UCI digits, Fashion-MNIST 6-9 and Cyrillic;
 - class subsets: digits 0-4 and 5-9, the first 25 Greek letters;
@@ -51,7 +51,8 @@ _FORTUNES = "builtin:fortunes"
 
 #: Which original target each group's base is, and the n_per_class of its train / test sets.
 GROUP_OF = {"digits": "digits", "digits-10shot": "digits", "digits-uci": "digits-uci", "glyph-digits": "glyph-digits",
-            "fashion-novel": "fashion-novel", "greek": "greek", "cyrillic-5shot": "cyrillic", "fortunes": "fortunes"}
+            "fashion-novel": "fashion-novel", "greek": "greek", "cyrillic-5shot": "cyrillic", "fortunes": "fortunes",
+            "photos": "photos"}
 #: (base URI, train n_per_class, test n_per_class) of the bases the corruptions go round-robin over.
 SHIFT_BASES: tuple[tuple[str, str, int, int], ...] = (
     ("digits", _DIGITS, 30, 50),
@@ -82,7 +83,7 @@ def _split(base: str, train_n: int, test_n: int, **extra: object) -> tuple[str, 
 def build_suite() -> dict[str, SuiteTarget]:
     """Every suite target by name (deterministic; the original eight first)."""
     out: list[SuiteTarget] = [SuiteTarget(**{f: getattr(t, f) for f in ("name", "kind", "modality", "train", "test", "ood", "description")},
-                                          group=GROUP_OF[t.name]) for t in TARGETS.values()]
+                                          group=GROUP_OF.get(t.name, t.name)) for t in TARGETS.values()]
 
     def add(name: str, kind: str, modality: str, group: str, train: str, test: str, what: str) -> None:
         out.append(SuiteTarget(name, kind, modality, train, test, (), what, group=group))
