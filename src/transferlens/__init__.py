@@ -28,9 +28,12 @@ itself imports neither torch nor numpy). Data and models are named by URI string
 Example (tiny, offline; see the README's "Python API" section for more)::
 
     >>> import transferlens as tl
-    >>> fs = tl.extract("zoo:mlp-g50", "builtin:digits-uci?n_per_class=10", "penultimate")
-    >>> fs.features["fc2"].shape, fs.labels.shape
-    ((100, 64), (100,))
+    >>> fs = tl.extract("zoo:mlp-g50-s16", "builtin:digits-uci?n_per_class=10", "penultimate")
+    >>> X, y = fs[fs.layers[0]], fs.labels       # NumPy: (n_samples, n_features) float32, labels 0..K-1
+    >>> X.shape, y.shape
+    ((100, 128), (100,))
+    >>> tl.compute_score("logme", X, y).higher_is_better
+    True
 """
 
 from ._lazy import lazy_exports

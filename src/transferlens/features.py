@@ -156,6 +156,12 @@ def extract(
     code before devices existed and keeps its cache keys, any other combination gets its own cache entries.
     ``num_workers``: image decoding and resizing in that many DataLoader worker processes (None: automatic,
     see :func:`auto_workers`; 0: in this process). The result does not depend on it.
+
+    Example (``fs[layer]`` is an (N, D) float32 array, ``fs.labels`` int64 in 0..K-1)::
+
+        >>> fs = extract("zoo:mlp-g50-s16", "builtin:digits-uci?n_per_class=10", "all")
+        >>> fs.layers, fs["head"].shape, fs.labels.shape
+        (['layers.0', 'layers.1', 'head'], (100, 50), (100,))
     """
     from .device import device_provenance, numerics_key, resolve
 

@@ -175,6 +175,12 @@ def rank_models(models: list[str], data: str, *, scores: list[str] | None = None
     ``executor``: ``local`` scores the models one after another in this process; ``ray`` runs one Ray
     task per model (:func:`score_candidate`), connecting to ``address`` if given (see
     :mod:`transferlens.executors`). The record is the same whichever ran it.
+
+    Example (``ranking``: best first, by the combined mean rank; per-model scores in ``models``)::
+
+        >>> rec = rank_models(["zoo:mlp-g50-s16", "zoo:vgg-g50"], "builtin:digits-uci?n_per_class=10", scores=["logme"])
+        >>> rec["ranking"], rec["recommended"]
+        (['zoo:mlp-g50-s16', 'zoo:vgg-g50'], 'zoo:mlp-g50-s16')
     """
     from .executors import check_executor, map_tasks
 

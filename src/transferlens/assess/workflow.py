@@ -160,6 +160,14 @@ def assess(models: list[str] | None = None, data: str | None = None, out: str | 
     With no ``models`` and no ``data``: the built-in ``digits`` target against every zoo model.
     ``threads``: torch and BLAS threads during the run (restored after; None leaves them as they are).
     ``field``: unlabelled deployment data (labels ignored if present): estimated field accuracy per candidate.
+
+    Example (writes ``OUT/stages/*.json`` and ``OUT/report.html``; ``transferlens.assess(...)`` is the same call)::
+
+        >>> import tempfile
+        >>> run = assess(["zoo:mlp-g50-s16", "zoo:vgg-g50"], "builtin:digits-uci?n_per_class=10", tempfile.mkdtemp(),
+        ...              top_k=1, gc_samples=0, scores=["logme"])
+        >>> run["assess"]["decision"]["model"]
+        'zoo:mlp-g50-s16'
     """
     if threads is not None and threads < 1:
         raise UsageError(f"threads must be >= 1 (or None to leave the thread settings alone), got {threads}.")

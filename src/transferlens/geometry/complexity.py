@@ -248,6 +248,12 @@ def gc_exact(
     the number of output rows per vmapped backward); ``"rows"`` uses one batched backward pass per output
     coordinate (any autograd callable); ``"auto"`` tries vmap and falls back to rows with a warning.
     Cost: p vector-Jacobian products per sample (p = output size).
+
+    >>> import torch
+    >>> lin = torch.nn.Linear(3, 2, bias=False)
+    >>> with torch.no_grad(): _ = lin.weight.copy_(torch.tensor([[1., 2., 0.], [0., 0., 3.]]))
+    >>> gc_exact(lin, torch.randn(5, 3)).value   # a linear map: ‖W‖²_F = 1 + 4 + 9 at every x
+    14.0
     """
     if method not in ("auto", "vmap", "rows"):
         raise InputError(f"method must be 'auto', 'vmap' or 'rows', got {method!r}.")

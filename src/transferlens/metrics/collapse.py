@@ -146,6 +146,10 @@ def nc1(
     A warning is issued when Σ_B has rank < K−1 (coinciding class means).
 
     Reference: Papyan, Han & Donoho, PNAS 2020, Sec. 3 (NC1); 1/K as in tding1/Neural-Collapse.
+
+    >>> import numpy as np
+    >>> nc1(np.repeat([[0., 0.], [4., 0.]], 5, axis=0), np.repeat([0, 1], 5))   # every sample on its class mean
+    0.0
     """
     s = _checked_summary(data, labels, n_classes)
     k = s.n_classes

@@ -493,6 +493,17 @@ def _ftp_doc(base: str) -> str:
         k: annealing factor of positive γ hyper-gradients in [0, 1] (1 = reference default, strongest).
         gamma_lr, gamma_betas, gamma_eps: the scalar Adam that updates γ (reference: 1e-2, (0.9, 0.999), 1e-8).
         gamma_init: γ after the first projection (reference 1e-8, i.e. the first step returns to the anchor).
+
+    Example (the constrained layer 0 stays at its anchor after the first step, the excluded head moves by lr)::
+
+        >>> import torch
+        >>> from transferlens.finetune import FTP{base}
+        >>> net = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 2))
+        >>> w0, h0 = net[0].weight.detach().clone(), net[1].weight.detach().clone()
+        >>> opt = FTP{base}(net, lr=1e-2, exclude=["1.*"])
+        >>> net(torch.randn(8, 4)).pow(2).mean().backward(); opt.step()
+        >>> with torch.no_grad(): print(bool((net[0].weight - w0).abs().sum(1).max() <= 1e-8), (net[1].weight - h0).abs().max() > 0)
+        True tensor(True)
     """
 
 

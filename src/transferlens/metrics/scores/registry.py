@@ -167,7 +167,11 @@ SCORES: dict[str, ScoreInfo] = {
 
 
 def list_scores(*, label_free: bool | None = None, needs_source_probs: bool | None = None) -> list[str]:
-    """Names of the registered scores, optionally filtered by metadata."""
+    """Names of the registered scores, optionally filtered by metadata.
+
+    >>> "logme" in list_scores(), list_scores(label_free=True), list_scores(needs_source_probs=True)
+    (True, ['etran_energy'], ['leep', 'nce'])
+    """
     out = []
     for s in SCORES.values():
         if label_free is not None and s.label_free != label_free:
@@ -202,6 +206,15 @@ def compute_score(
     ``None``. ``options`` are passed to the score function (see ``SCORES[name].options``).
     Raises :class:`InputError` for unusable arrays (including constant features, which carry no information)
     and :class:`UsageError` for a wrong call.
+
+    Example (features X (N, D), labels y in 0..K-1, as ``sklearn.metrics``)::
+
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(0); y = np.repeat(np.arange(3), 20)
+        >>> X = rng.normal(size=(60, 5)) + 3 * np.eye(5)[y]          # three well separated classes
+        >>> r = compute_score("knn_accuracy", X, y)
+        >>> r.higher_is_better, r.value
+        (True, 0.95)
     """
     info = get_score(name)
     bad = sorted(set(options) - set(info.options))
