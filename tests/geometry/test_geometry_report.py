@@ -40,3 +40,11 @@ def test_geometry_cli_writes_record(tmp_path):
     assert result.exit_code == 0, result.output
     rec = json.loads((tmp_path / "geometry.json").read_text())
     assert rec["kind"] == "geometry" and rec["layers"][0]["layer"] == "global_pool"
+
+
+def test_gc_layers_limits_the_costly_estimate_and_keeps_its_value():
+    full = geometry_report(MODEL, DATA, "layer2.1,global_pool", gc_samples=6, gc_probes=8, n_episodes=5)
+    some = geometry_report(MODEL, DATA, "layer2.1,global_pool", gc_samples=6, gc_probes=8, n_episodes=5, gc_layers=["global_pool"])
+    assert "gc" not in some["layers"][0] and some["gc"]["layers"] == ["global_pool"]
+    assert some["layers"][1]["gc"] == full["layers"][1]["gc"]  # same inputs, same probes: the same estimate
+    assert some["layers"][0]["nc1"] == full["layers"][0]["nc1"]

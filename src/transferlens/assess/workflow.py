@@ -274,7 +274,9 @@ def _assess(models: list[str] | None, data: str | None, out: str | Path, *, test
             from ..features import extract
             from ..geometry.report import geometry_report
 
-            g = geometry_report(m, cfg.train, "all", pool=cfg.pool, seed=cfg.seed, gc_samples=cfg.gc_samples, progress=progress)
+            # GC (the costly part: backward passes) on the layers the recommendation uses; NC, ranks, few-shot on all
+            g = geometry_report(m, cfg.train, "all", pool=cfg.pool, seed=cfg.seed, gc_samples=cfg.gc_samples, progress=progress,
+                                gc_layers=layers)
             fs = extract(m, cfg.train, "all", pool=cfg.pool)
             g["fewshot_curves"] = {name: fewshot_curve(fs[name], fs.labels, cfg.shots, seed=cfg.seed)
                                    for name in layers if name in fs.features}

@@ -149,7 +149,8 @@ def geometry_layers(geometry: dict, title: str) -> str:
     gc = _finite([r.get("gc") for r in rows])
     if np.isfinite(gc).any():
         se = _finite([r.get("gc_se") for r in rows])
-        ax2.errorbar(x, np.where(gc > 0, gc, np.nan), yerr=np.nan_to_num(se), fmt="-o", ms=4, color="C2", capsize=3)
+        m = np.isfinite(gc) & (gc > 0)  # GC may be estimated on a few layers only (assess: the recommended ones)
+        ax2.errorbar(np.asarray(x)[m], gc[m], yerr=np.nan_to_num(se[m]), fmt="-o", ms=4, color="C2", capsize=3)
         ax2.set_yscale("log")
         ax2.set_title("geometric complexity E‖∂f/∂x‖² (± s.e.)", fontsize=9)
     else:
