@@ -181,7 +181,7 @@ def extract(
 
     root = Path(cache_dir) if cache_dir is not None else feature_cache_dir()
     loaded = None
-    layer_request = layers if layers is not None else "all"
+    layer_request = layers if layers is not None else ref.info.get("default_layers", "all")  # st: sentence_embedding
     names = _layer_names_without_loading(ref, layer_request, root)
     if names is None:  # needs the model to resolve names
         loaded = _load_with_size(ref, size)
@@ -265,16 +265,24 @@ def _load_with_size(ref: ModelRef, size: int | None) -> Any:
 
 def auto_workers(data: Dataset, batch_size: int) -> int:
     """DataLoader workers for image decoding: 0 for non-image data, for sources held in memory (built-ins,
-    whose loader only slices an array) and for fewer than 4 batches (starting a worker costs more than it
-    saves); else ``min(4, cpus - 1)``. ``TRANSFERLENS_WORKERS`` overrides it."""
+    whose loader only slices an array), for fewer than 4 batches (starting a worker costs more than it
+    saves) and where processes cannot be forked (macOS, Windows: a source's loader is a closure, which
+    spawned workers could not receive); else ``min(4, cpus - 1)``. ``TRANSFERLENS_WORKERS`` overrides it."""
     import os
 
     env = os.environ.get("TRANSFERLENS_WORKERS")
     if env is not None and env.strip().isdigit():
         return int(env)
-    if data.kind != "image" or not data.info.get("lazy_files") or len(data) < 4 * batch_size:
+    if data.kind != "image" or not data.info.get("lazy_files") or len(data) < 4 * batch_size or not _can_fork():
         return 0
     return max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
+def _can_fork() -> bool:
+    import multiprocessing as mp
+    import sys
+
+    return sys.platform.startswith("linux") and "fork" in mp.get_all_start_methods()
 
 
 class _ImageBatches(torch.utils.data.Dataset):
@@ -291,19 +299,23 @@ class _ImageBatches(torch.utils.data.Dataset):
 
 
 def _batches(model: Any, data: Dataset, n: int, batch_size: int, workers: int) -> Any:
-    """``(positions, inputs)`` per batch, in order; image batches prepared in ``workers`` processes when > 0."""
+    """``(positions, inputs)`` per batch, in the model's ``batch_order`` (text: by length) or as stored; image
+    batches prepared in ``workers`` processes when > 0."""
     starts = range(0, n, batch_size)
     spec = getattr(model, "spec", None)
-    if workers <= 0 or data.kind != "image" or spec is None:
+    if workers <= 0 or data.kind != "image" or spec is None or not _can_fork():
+        # text models batch by length (less padding, as SentenceTransformer.encode); others in order
+        order = model.batch_order(data) if hasattr(model, "batch_order") else np.arange(n)
         for start in starts:
-            positions = np.arange(start, min(start + batch_size, n))
+            positions = order[start : start + batch_size]
             yield positions, model.prepare(data, positions)
         return
     if data.kind != model.kind:
         model.prepare(data, np.arange(0))  # the adapter's own kind check, before any worker starts
     pin = getattr(model, "device", torch.device("cpu")).type == "cuda"
     loader = torch.utils.data.DataLoader(_ImageBatches(data, spec, n, batch_size), batch_size=None, shuffle=False,
-                                         num_workers=workers, pin_memory=pin, prefetch_factor=2, persistent_workers=False)
+                                         num_workers=workers, pin_memory=pin, prefetch_factor=2, persistent_workers=False,
+                                         multiprocessing_context="fork")
     for start, inputs in zip(starts, loader):
         yield np.arange(start, min(start + batch_size, n)), inputs
 
