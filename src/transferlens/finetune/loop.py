@@ -272,13 +272,15 @@ class _Run:
             ids = [self.device.index] if self.device.type == "cuda" else None
             ddp = nn.parallel.DistributedDataParallel(net, device_ids=ids)  # broadcasts rank 0's weights
         theta0 = {k: v.detach().clone() for k, v in net.state_dict().items()}
-        regime = Regime(s["method"], s["options"], net, self.head_names, lr=s["lr"], weight_decay=s["weight_decay"],
-                        val_batches=self._val_batches(val))
         per_rank = math.ceil(len(train[0]) / ctx.world)
         b = math.ceil(s["batch_size"] / ctx.world)
         steps_per_epoch = sum(1 for i in range(0, per_rank, b) if min(b, per_rank - i) >= 2)
         if steps_per_epoch == 0:
             raise InputError(f"{len(train[0])} training samples make no batch of >= 2 per process; add data or use fewer processes.")
+        regime = Regime(s["method"], s["options"], net, self.head_names, lr=s["lr"], weight_decay=s["weight_decay"],
+                        val_batches=self._val_batches(val), total_steps=s["epochs"] * steps_per_epoch)
+        self.notes += regime.notes
+        self.options_used = regime.opts  # FTP's gamma_lr=auto resolved to its value
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(regime.optimizer, T_max=s["epochs"] * steps_per_epoch)
         history: list[dict[str, Any]] = []
         points: list[dict[str, list]] = []
@@ -403,7 +405,7 @@ class _Run:
             "train": s["train"], "val": s["val"], "test": self.test, "ood": list(self.ood), "seed": s["seed"], "head": s["head"],
             "hyperparameters": {"epochs": s["epochs"], "lr": s["lr"], "batch_size": s["batch_size"], "optimizer": "adamw",
                                 "weight_decay": s["weight_decay"], "schedule": "cosine, stepped per batch",
-                                "val_fraction": s["val_fraction"], **s["options"]},
+                                "val_fraction": s["val_fraction"], **getattr(self, "options_used", s["options"])},
             "data": {"class_names": self.class_names, "n_classes": len(self.class_names),
                      **{f"n_{k}": len(self.datasets[k][0]) for k in ("train", "val", "test") if k in self.datasets},
                      "n_ood": {uri: len(self.datasets[uri][0]) for uri in self.ood}},
