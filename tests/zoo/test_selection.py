@@ -83,3 +83,19 @@ def test_nested_selection_does_not_see_the_held_out_group():
     assert sel["per_target_heldout_weighted_tau"]["single"]["g0-t0"] < 1.0  # "good" is noisy, "local" would be 1
     with pytest.raises(Exception, match=">= 3 groups"):
         selection.select_default({"scores": ["good"], "targets": {k: v for k, v in res["targets"].items() if v["group"] in ("g0", "g1")}})
+
+
+def test_a_combination_ships_only_when_it_wins_held_out():
+    """Two scores, each the truth plus independent noise: their mean rank beats either one on held-out groups."""
+    rng = np.random.default_rng(5)
+    targets = {}
+    for g in range(6):
+        for k in range(4):
+            truth = rng.uniform(0.3, 0.9, 12)
+            targets[f"g{g}-t{k}"] = {"group": f"g{g}", "truth": {"primary": truth.tolist()}, "scores": {
+                "a": (truth + rng.normal(0, 0.15, 12)).tolist(), "b": (truth + rng.normal(0, 0.15, 12)).tolist(),
+                "c": rng.normal(size=12).tolist()}}
+    sel = selection.select_default({"scores": ["a", "b", "c"], "targets": targets}, n_boot=100)
+    nested, single = sel["procedures"]["nested"]["weighted_tau"]["mean"], sel["procedures"]["single"]["weighted_tau"]["mean"]
+    assert nested > single and sel["default"]["decision"].startswith("nested")
+    assert sel["default"]["name"] == "mean(a, b)" and nested > single + 0.05

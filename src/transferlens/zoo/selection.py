@@ -20,6 +20,10 @@ training set, a second leave-one-group-out measures every family's held-out mean
 family's pick is used. So a combination is only ever chosen because it won *held out* on the inner
 folds; when the singles win there, the nested procedure returns the best single score.
 
+What ships (``select_default(...)["default"]``): the nested procedure's pick on all groups only if the
+nested procedure's outer held-out mean weighted τ beats that of picking the best single score; otherwise
+the single score with the best mean weighted τ over all targets.
+
 Uncertainty: percentile bootstrap 95 % intervals over targets (targets resampled with replacement,
 seeded; ``bootstrap_ci``). The targets of one group are correlated, so these intervals are optimistic.
 """
@@ -231,12 +235,18 @@ def select_default(result: dict, scores: Sequence[str] | None = None, targets: S
                   for p, held in nested["held_out"].items()}
     fixed_rows = {name: summary({m: metrics[m][index[r]] for m in METRICS}) for name, r in
                   [*((s, ("mean", (s,))) for s in scores), *fixed.items()]}
-    final = rules[nested["final"]["rule"]]
+    # what ships: the nested procedure's pick only if that procedure beat picking the best single score
+    # held out (outer folds); otherwise the single score that is best on all targets
+    single_wins = not procedures["nested"]["weighted_tau"]["mean"] > procedures["single"]["weighted_tau"]["mean"]
+    final_idx = pick(metrics["weighted_tau"], families["single"], np.arange(len(targets))) if single_wins else nested["final"]["rule"]
+    final = rules[final_idx]
     return {
         "targets": targets, "groups": groups, "scores": scores, "n_rules": len(rules),
         "family_sizes": {f: len(v) for f, v in families.items()}, "bootstrap": {"n": n_boot, "seed": seed, "level": 0.95, "over": "targets"},
         "procedures": procedures, "fixed_rules": fixed_rows,
-        "default": {"aggregator": final[0], "scores": list(final[1]), "name": rule_name(final), "family": nested["final"]["family"],
+        "default": {"aggregator": final[0], "scores": list(final[1]), "name": rule_name(final),
+                    "decision": "best single score (no combination won held out)" if single_wins else "nested procedure (beat the single score held out)",
+                    "nested_pick": rule_name(rules[nested["final"]["rule"]]), "nested_family": nested["final"]["family"],
                     "family_heldout_weighted_tau": nested["final"]["family_heldout_weighted_tau"]},
         "per_target_heldout_weighted_tau": {p: dict(zip(targets, map(float, nested["held_out"][p]["weighted_tau"]))) for p in nested["held_out"]},
     }
@@ -261,6 +271,7 @@ def markdown(sel: dict[str, Any]) -> str:
     for name, r in sorted(sel["fixed_rules"].items(), key=lambda kv: -np.nan_to_num(kv[1]["weighted_tau"]["mean"], nan=-9)):
         lines.append(f"| {name} | {cell(r['weighted_tau'])} | {cell(r['kendall_tau'])} | {cell(r['regret'], 100)} |")
     d = sel["default"]
-    lines += ["", f"Default to ship (nested procedure on all groups): **{d['name']}** (family `{d['family']}`; leave-one-group-out "
-              "wτ of each family on all groups: " + ", ".join(f"{f} {v:.3f}" for f, v in d["family_heldout_weighted_tau"].items()) + ")."]
+    lines += ["", f"Default to ship: **{d['name']}**: {d['decision']}. The nested procedure on all groups would pick "
+              f"{d['nested_pick']} (family `{d['nested_family']}`; leave-one-group-out wτ of each family on all groups: "
+              + ", ".join(f"{f} {v:.3f}" for f, v in d["family_heldout_weighted_tau"].items()) + ")."]
     return "\n".join(lines) + "\n"
