@@ -25,7 +25,9 @@ def _result(n_groups: int = 4, per_group: int = 3, n_cand: int = 10, seed: int =
 
 
 def test_planted_best_score_is_picked_held_out_and_shipped():
-    sel = selection.select_default(_result(), n_boot=200)
+    sel = selection.select_default(_result(), n_boot=200, fixed={"reversed": ("mean", ("anti",))})
+    d = sel["paired_weighted_tau"]["single - reversed"]  # held-out "good" minus the reversed score's -1, per target
+    assert d["mean"] == pytest.approx(sel["procedures"]["single"]["weighted_tau"]["mean"] + 1.0) and d["low"] > 1.5
     assert sel["default"]["scores"] == ["good"] and sel["default"]["aggregator"] == "mean"
     assert set(sel["procedures"]["single"]["rules_chosen"]) == {"good"}
     assert sel["procedures"]["nested"]["weighted_tau"]["mean"] > 0.8

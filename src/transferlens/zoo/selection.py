@@ -240,10 +240,14 @@ def select_default(result: dict, scores: Sequence[str] | None = None, targets: S
     single_wins = not procedures["nested"]["weighted_tau"]["mean"] > procedures["single"]["weighted_tau"]["mean"]
     final_idx = pick(metrics["weighted_tau"], families["single"], np.arange(len(targets))) if single_wins else nested["final"]["rule"]
     final = rules[final_idx]
+    # paired: held-out wτ of each procedure minus that of each fixed rule, target by target
+    paired = {f"{p} - {name}": dict(zip(("mean", "low", "high"), bootstrap_ci(
+        nested["held_out"][p]["weighted_tau"] - metrics["weighted_tau"][index[r]], n_boot, seed)))
+        for p in ("single", "nested") for name, r in fixed.items()}
     return {
         "targets": targets, "groups": groups, "scores": scores, "n_rules": len(rules),
         "family_sizes": {f: len(v) for f, v in families.items()}, "bootstrap": {"n": n_boot, "seed": seed, "level": 0.95, "over": "targets"},
-        "procedures": procedures, "fixed_rules": fixed_rows,
+        "procedures": procedures, "fixed_rules": fixed_rows, "paired_weighted_tau": paired,
         "default": {"aggregator": final[0], "scores": list(final[1]), "name": rule_name(final),
                     "decision": "best single score (no combination won held out)" if single_wins else "nested procedure (beat the single score held out)",
                     "nested_pick": rule_name(rules[nested["final"]["rule"]]), "nested_family": nested["final"]["family"],
@@ -270,6 +274,8 @@ def markdown(sel: dict[str, Any]) -> str:
     lines += ["", "| fixed rule (no selection) | wτ | Kendall τ | regret (pts) |", "|---|---:|---:|---:|"]
     for name, r in sorted(sel["fixed_rules"].items(), key=lambda kv: -np.nan_to_num(kv[1]["weighted_tau"]["mean"], nan=-9)):
         lines.append(f"| {name} | {cell(r['weighted_tau'])} | {cell(r['kendall_tau'])} | {cell(r['regret'], 100)} |")
+    for name, r in sel.get("paired_weighted_tau", {}).items():
+        lines += ["", f"Paired held-out wτ difference, {name}: {cell(r)}."]
     d = sel["default"]
     lines += ["", f"Default to ship: **{d['name']}**: {d['decision']}. The nested procedure on all groups would pick "
               f"{d['nested_pick']} (family `{d['nested_family']}`; leave-one-group-out wτ of each family on all groups: "
