@@ -267,7 +267,9 @@ def auto_workers(data: Dataset, batch_size: int) -> int:
     """DataLoader workers for image decoding: 0 for non-image data, for sources held in memory (built-ins,
     whose loader only slices an array), for fewer than 4 batches (starting a worker costs more than it
     saves) and where processes cannot be forked (macOS, Windows: a source's loader is a closure, which
-    spawned workers could not receive); else ``min(4, cpus - 1)``. ``TRANSFERLENS_WORKERS`` overrides it."""
+    spawned workers could not receive), and on machines with fewer than 4 CPUs (the model's threads leave no
+    core free: measured slower on 2 cores, docs/BENCHMARKS.md); else ``min(4, cpus - 2)``.
+    ``TRANSFERLENS_WORKERS`` overrides it."""
     import os
 
     env = os.environ.get("TRANSFERLENS_WORKERS")
@@ -275,7 +277,8 @@ def auto_workers(data: Dataset, batch_size: int) -> int:
         return int(env)
     if data.kind != "image" or not data.info.get("lazy_files") or len(data) < 4 * batch_size or not _can_fork():
         return 0
-    return max(0, min(4, (os.cpu_count() or 1) - 1))
+    cpus = os.cpu_count() or 1
+    return 0 if cpus < 4 else min(4, cpus - 2)
 
 
 def _can_fork() -> bool:
