@@ -30,7 +30,7 @@ def child(k: int, n_models: int, n_per_class: int) -> None:
     models = [f"zoo:{m}" for m in sorted(list_built())][:n_models]
     init_ray(num_cpus=k)
     t0 = time.perf_counter()
-    rec = rank_models(models, f"builtin:digits?n_per_class={n_per_class}", scores=["logme", "hscore", "knn"], executor="ray")
+    rec = rank_models(models, f"builtin:digits?n_per_class={n_per_class}", scores=["logme", "h_score", "knn_accuracy"], executor="ray")
     seconds = time.perf_counter() - t0
     failed = [r for r in rec.get("models", []) if r.get("error")]
     print(json.dumps({"workers": k, "models": models, "seconds": round(seconds, 2), "failed": len(failed)}))
