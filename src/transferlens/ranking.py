@@ -6,11 +6,12 @@ the scores that need source probabilities (LEEP, NCE); compute every requested s
 zoo-relative scores (NCTI, ETran) across the models; rank the models by each score.
 
 The combined recommendation is the mean rank (a Borda count) over ``COMBINED_SCORES``. Mean ranks are
-scale-free, so scores with different units combine without tuning. ``COMBINED_SCORES`` is what the zoo
-benchmark (``transferlens bench scores``, ``benchmarks/results/zoo/bench_scores.json``) chose on half of
-its targets: NCTI, PACTran (Gaussian) and kNN accuracy, mean weighted τ 0.66 there and 0.61 on the other
-half, where NCTI alone reached 0.71 (see docs/zoo.md; a test keeps the two in sync). When no candidate has
-any of them (e.g. a text model scored layer by layer, where NCTI is constant), every computed score counts.
+scale-free, so scores with different units combine without tuning. ``COMBINED_SCORES`` is what the nested
+grouped leave-one-group-out selection over the 42-target suite chose (``transferlens bench scores --suite``,
+``benchmarks/results/zoo-suite/``, docs/validity.md): **LogME alone**, held-out mean weighted τ 0.62 [0.53, 0.70];
+no combination, median rank or trimmed Borda count beat it held out (the previous default, the mean rank of
+NCTI, PACTran and kNN accuracy, 0.50 [0.40, 0.59]); a test keeps the two in sync. When no candidate has any
+of them, every computed score counts.
 
 A model that cannot be loaded, or a score that fails on it, is recorded with its error and the others
 go on.
@@ -37,7 +38,7 @@ from .validation import check_class_counts
 RELATEDNESS_SCORES = ("task_relatedness", "task_relatedness_label_free")  # lower is better; need a reference task
 DEFAULT_SCORES = ("logme", "leep", "nce", "h_score", "shrinkage_h_score", "gbc", "transrate", "sfda", "ncti", "etran",
                   "pactran_gaussian", "knn_accuracy")
-COMBINED_SCORES = ("ncti", "pactran_gaussian", "knn_accuracy")  # chosen by `transferlens bench scores`
+COMBINED_SCORES = ("logme",)  # chosen by `transferlens bench scores --suite` (benchmarks/results/zoo-suite/selection.md)
 _HEAD_NAMES = {"fc", "head", "classifier"}
 
 

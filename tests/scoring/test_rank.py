@@ -48,10 +48,10 @@ def test_label_free_ranking():
 
 
 def test_mean_rank_combination():
-    rows = [{"model": "a", "scores": {"logme": 3.0, "gbc": -1.0}}, {"model": "b", "scores": {"logme": 1.0, "gbc": -0.5}},
-            {"model": "c", "scores": {"logme": 2.0}}]
-    _add_ranks(rows, ["logme", "gbc"])
-    assert rows[0]["ranks"] == {"logme": 1.0, "gbc": 2.0} and rows[1]["ranks"] == {"logme": 3.0, "gbc": 1.0}
+    rows = [{"model": "a", "scores": {"sfda": 3.0, "gbc": -1.0}}, {"model": "b", "scores": {"sfda": 1.0, "gbc": -0.5}},
+            {"model": "c", "scores": {"sfda": 2.0}}]
+    _add_ranks(rows, ["sfda", "gbc"])
+    assert rows[0]["ranks"] == {"sfda": 1.0, "gbc": 2.0} and rows[1]["ranks"] == {"sfda": 3.0, "gbc": 1.0}
     assert rows[0]["combined_rank"] == 1.5 and rows[1]["combined_rank"] == 2.0 and rows[2]["combined_rank"] == 2.0
 
 

@@ -163,7 +163,9 @@ def test_rank_default_combination_is_the_one_the_committed_benchmark_chose():
 
     path = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "zoo" / "bench_scores.json"
     committed = json.loads(path.read_text())
-    assert tuple(committed["combined"]["scores"]) == COMBINED_SCORES
+    # since issue 18, COMBINED_SCORES follows the suite's nested selection (tests/zoo/test_selection.py); this
+    # half-split rule and its committed table stay as the record of the earlier choice
+    assert tuple(committed["combined"]["scores"]) == ("ncti", "pactran_gaussian", "knn_accuracy")
     assert set(COMBINED_SCORES) <= set(DEFAULT_SCORES) and not set(COMBINED_SCORES) & set(NOT_COMBINABLE)
     assert committed["selection_targets"] == list(SELECTION_TARGETS) and committed["report_targets"] == list(REPORT_TARGETS)
     again = choose_combination(committed)  # the rule, re-applied to the committed per-target scores
