@@ -53,3 +53,15 @@ def test_lookup():
     assert suite.lookup_target("digits") is TARGETS["digits"] and suite.lookup_target("greek-25").group == "greek"
     with pytest.raises(UsageError, match="unknown target"):
         suite.lookup_target("no-such-target")
+
+
+def test_evaluate_cli_rejects_bad_suite_options():
+    from typer.testing import CliRunner
+
+    from transferlens.cli.main import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["zoo", "evaluate", "--suite", "--target", "digits"])
+    assert res.exit_code != 0 and "either --suite or --target" in res.output
+    res = runner.invoke(app, ["zoo", "evaluate", "--suite", "--finetune-lrs", "fast"])
+    assert res.exit_code != 0 and "--finetune-lrs must be comma-separated numbers" in res.output

@@ -5,7 +5,7 @@ Every target is a :class:`SuiteTarget`: a :class:`~.targets.Target` with a ``gro
 cross-validation. Targets that share a base data set (and so a test set or its images) are one group, so
 that a held-out fold never sees a near-copy of itself in training: the OpenCV digits (every few-shot level,
 class subset and corruption of them), the UCI digits, the printed digits, Fashion-MNIST classes 6-9, Greek,
-Cyrillic and the fortunes texts (seven groups).
+Cyrillic, the photo crops and the fortunes texts (eight groups).
 
 What is generated (``build_suite``):
 
@@ -81,7 +81,7 @@ def _split(base: str, train_n: int, test_n: int, **extra: object) -> tuple[str, 
 
 
 def build_suite() -> dict[str, SuiteTarget]:
-    """Every suite target by name (deterministic; the original eight first)."""
+    """Every suite target by name (deterministic; those of ``TARGETS`` first)."""
     out: list[SuiteTarget] = [SuiteTarget(**{f: getattr(t, f) for f in ("name", "kind", "modality", "train", "test", "ood", "description")},
                                           group=GROUP_OF.get(t.name, t.name)) for t in TARGETS.values()]
 
