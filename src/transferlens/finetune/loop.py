@@ -236,7 +236,10 @@ class _Run:
             if not p.requires_grad:
                 continue
             key = normalize_param_name(name)
-            d = p.detach().double() - theta0[name].double()
+            if self.device.type == "mps":  # MPS has no float64: the trace is computed on the CPU
+                d = p.detach().cpu().double() - theta0[name].cpu().double()
+            else:
+                d = p.detach().double() - theta0[name].double()
             point[key] = [gammas.get(key), float(torch.linalg.vector_norm(d)), float(row_l1(d).max())]
         return point
 
