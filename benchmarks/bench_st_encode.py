@@ -1,6 +1,6 @@
 """Sentence-embedding extraction vs ``SentenceTransformer.encode``: 240 fortunes texts, same batch size.
 
-Usage: .venv/bin/python benchmarks/bench_st_encode.py [--repeats 5] [--batch-size 32]
+Usage: .venv/bin/python benchmarks/bench_st_encode.py [--repeats 5] [--batch-size 32] [--threads 1 2]
 
 For 1 and 2 torch threads: the best of ``--repeats`` wall-clock runs of
 - ``encode``: ``SentenceTransformer(path).encode(texts, batch_size=B, convert_to_numpy=True)``;
@@ -31,6 +31,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch thread counts to measure")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     from transferlens.data import load_data
@@ -49,7 +50,7 @@ def main() -> None:
     print(f"{len(texts)} texts ({DATA}), mean {np.mean([len(t) for t in texts]):.0f} chars; batch {b}; "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; "
           f"torch {torch.__version__}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-    for threads in (1, 2):
+    for threads in args.threads:
         torch.set_num_threads(threads)
         st.encode(texts[:b], batch_size=b)  # warm-up
         best = {"encode": np.inf, "extract": np.inf, "extract, all layers": np.inf, "extract, stored order": np.inf}
