@@ -33,6 +33,9 @@ import numpy as np
 from .errors import UsageError
 
 
+_now = time.monotonic  # the default clock (module attribute, so that tests can replace it)
+
+
 class Trainer(Protocol):
     """One candidate being fine-tuned: ``train(steps, subset)`` continues training on the first ``subset``
     train-part samples; ``evaluate()`` is the validation accuracy now."""
@@ -120,12 +123,13 @@ def torch_trainers(data: Any, val_fraction: float = 0.2, seed: int = 0, **kwargs
 
 def successive_halving(candidates: Sequence[str], make_trainer: Callable[[str], Trainer], n_train: int, minutes: float, *,
                        eta: int = 2, min_steps: int = 2, max_steps: int = 10_000, batch: int = 32,
-                       clock: Callable[[], float] = time.monotonic) -> dict[str, Any]:
+                       clock: Callable[[], float] | None = None) -> dict[str, Any]:
     """Successive halving of ``candidates`` (best-predicted first: ties keep this order) within ``minutes``.
 
     Returns ``recommended``, ``ranking`` (by the round reached, then the last validation accuracy),
     ``rounds`` (per round: steps, subset size, accuracies, survivors, seconds, complete), ``steps`` per
     candidate, ``seconds`` used and ``budget_seconds``."""
+    clock = clock or _now  # seconds; default time.monotonic
     cands = list(dict.fromkeys(candidates))
     if not cands:
         raise UsageError("successive halving needs at least one candidate.")

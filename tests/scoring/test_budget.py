@@ -116,7 +116,7 @@ def test_real_fine_tuning_keeps_the_pretrained_model_over_its_random_init_twin()
         budget.torch_trainers("builtin:fortunes?n_per_class=5")
 
 
-def test_rank_budget_cli(tmp_path):
+def test_rank_budget_cli(tmp_path, monkeypatch):
     """`rank --budget` fine-tunes the top of the ranking and records the halving in rank.json."""
     import json
 
@@ -129,13 +129,19 @@ def test_rank_budget_cli(tmp_path):
             "--model", "zoo:vgg-g50", "--scores", "logme,knn_accuracy", "--out", str(tmp_path)]
     bad = runner.invoke(app, [*args, "--budget", "0"])
     assert bad.exit_code != 0 and "--budget needs a positive number of minutes" in bad.output
-    res = runner.invoke(app, [*args, "--budget", "0.001", "--budget-top", "2"])  # 0.06 s: spent before anything is trained
+    # clocks that tick per reading: deterministic, no wall-clock wait. 10 s per reading: the budget is gone at once
+    ticks = iter(range(10**6))
+    monkeypatch.setattr(budget, "_now", lambda: 10.0 * next(ticks))
+    res = runner.invoke(app, [*args, "--budget", "0.05", "--budget-top", "2"])
     assert res.exit_code == 0, res.output
     rec = json.loads((tmp_path / "rank.json").read_text())
     assert rec["budget"]["shortlist"] == rec["ranking"][:2] and rec["budget"]["recommended"] is None
     assert "ran out before any candidate" in res.output and rec["recommended"] == rec["ranking"][0]
-    # the same shortlist, halved under a clock that ticks 0.05 s per reading: deterministic, no wall-clock wait
-    ticks = iter(range(10**6))
-    halving = budget.rank_budget(rec, "builtin:digits?classes=0-3&n_per_class=10", 0.05, top=2, clock=lambda: 0.05 * next(ticks))
+    # 0.05 s per reading: 3 s = 60 readings, about one per step
+    monkeypatch.setattr(budget, "_now", lambda: 0.05 * next(ticks))
+    res = runner.invoke(app, [*args, "--budget", "0.05", "--budget-top", "2"])
+    assert res.exit_code == 0, res.output
+    halving = json.loads((tmp_path / "rank.json").read_text())["budget"]
     assert halving["recommended"] in rec["ranking"][:2] and halving["rounds"][0]["complete"]
     assert 0 < sum(halving["steps"].values()) <= 60 and set(halving["val_accuracy"]) == set(rec["ranking"][:2])
+    assert "measured recommendation" in res.output and "halving round 0" in res.output
