@@ -27,6 +27,8 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory):
     old = os.environ.get("TRANSFERLENS_HOME")
     os.environ["TRANSFERLENS_HOME"] = str(home)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # fail fast instead of waiting on a network that is not there
+    # the suite's numbers are CPU numbers (bit-identical to the references); the @gpu tests ask for CUDA themselves
+    os.environ.setdefault("TRANSFERLENS_DEVICE", "cpu")
     yield home
     if old is None:
         os.environ.pop("TRANSFERLENS_HOME", None)
