@@ -13,3 +13,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("gpu") is not None:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _gpu_tests_see_auto(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The root conftest pins the suite to the CPU (TRANSFERLENS_DEVICE=cpu); @gpu tests see the real ``auto``."""
+    if request.node.get_closest_marker("gpu") is not None:
+        monkeypatch.delenv("TRANSFERLENS_DEVICE", raising=False)
