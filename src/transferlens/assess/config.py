@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from dataclasses import field as _dc_field
 
-from ..defaults import (DEFAULT_ASSESS_SCORES, DEFAULT_FINETUNE_METHODS, DEFAULT_REAL_IMAGE_MODELS, DEFAULT_TARGET, DEFAULT_TEXT_MODELS,
+from ..defaults import (DEFAULT_ASSESS_SCORES, DEFAULT_FINETUNE_METHODS, DEFAULT_REAL_IMAGE_MODELS, DEFAULT_REAL_IMAGE_SIZE, DEFAULT_TARGET, DEFAULT_TEXT_MODELS,
                         DEFAULT_TOP_K, DEFAULT_ZOO_IMAGE_MODELS)
 from ..errors import UsageError
 
@@ -21,7 +21,7 @@ class AssessConfig:
     target: str | None = None
     scores: list[str] = field(default_factory=lambda: list(DEFAULT_ASSESS_SCORES))
     top_k: int = DEFAULT_TOP_K
-    pool: str = "avg2x2"
+    pool: str = "avg2x2"  # resolved by make_config (see default_pool)
     probe: str = "ridge"
     seed: int = 0
     shots: tuple[int, ...] = (1, 2, 5, 10, 20)
@@ -43,7 +43,7 @@ def random_init_twin(uri: str) -> str:
 
 def default_models(modality: str) -> list[str]:
     """The packaged MiniLM for text. For images: every real ImageNet backbone installed here
-    (``DEFAULT_REAL_IMAGE_MODELS``) followed by its random-init twin, then the best zoo models
+    (``DEFAULT_REAL_IMAGE_MODELS``, at ``DEFAULT_REAL_IMAGE_SIZE`` px) followed by its random-init twin, then the best zoo models
     (``DEFAULT_ZOO_IMAGE_MODELS``, those built). Without any packaged backbone, every zoo model (as before)."""
     if modality == "text":
         return list(DEFAULT_TEXT_MODELS)
@@ -55,7 +55,16 @@ def default_models(modality: str) -> list[str]:
     if not real:
         return [f"zoo:{name}" for name in built]
     zoo = [m for m in DEFAULT_ZOO_IMAGE_MODELS if m.split(":", 1)[1] in built]
-    return [u for m in real for u in (m, random_init_twin(m))] + zoo
+    sized = [f"{m}?size={DEFAULT_REAL_IMAGE_SIZE}" for m in real]
+    return [u for m in sized for u in (m, random_init_twin(m))] + zoo
+
+
+def default_pool(models: list[str]) -> str:
+    """Pooling of convolutional maps for the layer-wise stages when none is asked for: ``avg2x2`` (2x2 cells,
+    4x the channels) when every candidate is a small zoo model, as before; ``avg`` when a real backbone is among
+    them: its wide late layers (1280 channels) would become 5120-d under ``avg2x2``, and the probe's O(D^3)
+    eigendecompositions then dominated the default run (185 s of fitting per backbone, measured 2026-12-04)."""
+    return "avg2x2" if all(m.startswith("zoo:") for m in models) else "avg"
 
 
 def missing_default_models() -> list[str]:
@@ -68,8 +77,8 @@ def missing_default_models() -> list[str]:
 
 def make_config(models: list[str] | None = None, data: str | None = None, *, test: str | None = None,
                 ood: list[str] | None = None, target: str | None = None, scores: list[str] | None = None,
-                top_k: int = DEFAULT_TOP_K, pool: str = "avg2x2", seed: int = 0, finetune: bool = False,
-                finetune_epochs: int = 10, gc_samples: int = 64, modality: str | None = None,
+                top_k: int = DEFAULT_TOP_K, pool: str | None = None, seed: int = 0, finetune: bool = False,
+                finetune_epochs: int = 10, gc_samples: int | None = None, modality: str | None = None,
                 field: str | None = None) -> AssessConfig:
     """Check the user's choices and fill in the defaults (the built-in target when neither data nor target is given).
 
@@ -80,7 +89,7 @@ def make_config(models: list[str] | None = None, data: str | None = None, *, tes
         raise UsageError("give either --data or --target, not both (a target brings its own train, test and OOD data).")
     if top_k < 1:
         raise UsageError(f"--top must be >= 1, got {top_k}.")
-    if gc_samples < 0:
+    if gc_samples is not None and gc_samples < 0:
         raise UsageError(f"gc_samples must be >= 0 (0 skips geometric complexity), got {gc_samples}.")
     if finetune_epochs < 1:
         raise UsageError(f"--finetune-epochs must be >= 1, got {finetune_epochs}.")
@@ -111,6 +120,9 @@ def make_config(models: list[str] | None = None, data: str | None = None, *, tes
             if name not in RELATEDNESS_SCORES:
                 get_score(name)  # UsageError naming the known scores
     notes = missing_default_models() if not models and (modality or "image") == "image" else []
+    pool = default_pool(chosen) if pool is None else pool
+    if gc_samples is None:  # GC's backward passes dominate the geometry stage of real backbones (about 90 s each at 64)
+        gc_samples = 64 if all(m.startswith("zoo:") for m in chosen) else 32
     return AssessConfig(models=chosen, train=data, test=test, ood=ood_list, target=target,
                         scores=list(scores) if scores else list(DEFAULT_ASSESS_SCORES), top_k=top_k, pool=pool,
                         seed=seed, gc_samples=gc_samples, finetune=finetune, finetune_epochs=finetune_epochs, field=field,

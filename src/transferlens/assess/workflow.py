@@ -152,8 +152,8 @@ def _data_id(d: dict | None) -> dict | None:
 
 def assess(models: list[str] | None = None, data: str | None = None, out: str | Path = "transferlens-out", *,
            test: str | None = None, ood: list[str] | None = None, target: str | None = None, scores: list[str] | None = None,
-           top_k: int | None = None, pool: str = "avg2x2", seed: int = 0, finetune: bool = False, finetune_epochs: int = 10,
-           gc_samples: int = 64, reuse: bool = True, report: bool = True, progress: bool = False,
+           top_k: int | None = None, pool: str | None = None, seed: int = 0, finetune: bool = False, finetune_epochs: int = 10,
+           gc_samples: int | None = None, reuse: bool = True, report: bool = True, progress: bool = False,
            on_event: Event | None = None, threads: int | None = None, field: str | None = None) -> dict:
     """Run the workflow into ``out`` and return the loaded run (see :func:`transferlens.report.run.load_run`).
 
@@ -197,7 +197,7 @@ def _thread_limit(threads: int | None) -> Iterator[None]:
 
 
 def _assess(models: list[str] | None, data: str | None, out: str | Path, *, test: str | None, ood: list[str] | None,
-            target: str | None, scores: list[str] | None, top_k: int | None, pool: str, seed: int, finetune: bool,
+            target: str | None, scores: list[str] | None, top_k: int | None, pool: str | None, seed: int, finetune: bool,
             finetune_epochs: int, gc_samples: int, reuse: bool, report: bool, progress: bool, on_event: Event | None,
             field: str | None = None) -> dict:
     from ..defaults import DEFAULT_TOP_K

@@ -46,8 +46,10 @@ def assess_cmd(
     scores: str = typer.Option(None, "--scores", help="comma-separated transferability scores (default: all but task_relatedness)"),
     finetune: bool = typer.Option(False, "--finetune", help="also fine-tune the winner briefly, FTP vs plain, and compare ID/OOD"),
     finetune_epochs: int = typer.Option(10, "--finetune-epochs", help="epochs of each --finetune run"),
-    gc_samples: int = typer.Option(64, "--gc-samples", help="inputs for the geometric-complexity estimate per model (0: skip GC)"),
-    pool: str = typer.Option("avg2x2", help="pooling of convolutional maps for the layer-wise stages"),
+    gc_samples: int = typer.Option(None, "--gc-samples", help="inputs for the geometric-complexity estimate per model (0: skip "
+                                   "GC; default 64 for zoo-only runs, 32 with real backbones)"),
+    pool: str = typer.Option(None, help="pooling of convolutional maps for the layer-wise stages (default: avg2x2 when every "
+                             "candidate is a zoo model, else avg)"),
     seed: int = typer.Option(0, help="seed of splits, episodes, probes and fine-tuning"),
     threads: int = typer.Option(1, help="torch and BLAS threads (1 is fastest for the small zoo models on a shared "
                                 "machine; 0 = leave as is)"),
