@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     stamp = dt.datetime.now(dt.timezone.utc)
     out = args.out or Path(__file__).parent / "results" / "device" / f"{dev.type}-{stamp:%Y%m%d-%H%M}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
-    info = {"date": stamp.isoformat(timespec="seconds"), "machine": machine(dev), "command": " ".join([sys.executable, *sys.argv]),
+    info = {"date": stamp.isoformat(timespec="seconds"), "machine": machine(dev), "command": " ".join(["python", *sys.argv]),
             "python": platform.python_version()}
     print(f"# bench_device {info['date']} | {info['machine']}", flush=True)
     rows = []

@@ -12,7 +12,7 @@ features kept (N x 512 float32, the only part that must grow with N).
 ``speed``: one folder, extracted at 224 px by ``--model`` with ``num_workers=0`` (decode + resize in the main
 process, as before issue 19) and with the automatic worker count, alternating, best of ``--repeats``.
 
-The folders are generated once under ``--root`` (default ``/tmp/tl-bench-imagefolder``) and reused.
+The folders are generated once under ``--root`` (default ``tl-bench-imagefolder`` in the system temporary folder) and reused.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -128,7 +129,7 @@ def main() -> int:
     ap.add_argument("--rss-model", default="timm:resnet18?pretrained=false&size=32")
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--root", type=Path, default=Path("/tmp/tl-bench-imagefolder"))
+    ap.add_argument("--root", type=Path, default=Path(tempfile.gettempdir()) / "tl-bench-imagefolder")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     args.src = args.src or (64 if args.mode == "rss" else 224)
