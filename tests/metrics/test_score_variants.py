@@ -36,8 +36,9 @@ def _reference_gbc(x: np.ndarray, y: np.ndarray) -> float:
 def test_gbc_reference_variant_equals_the_reference_loop() -> None:
     x, y = _planted()
     assert gbc(x, y, variant="reference") == pytest.approx(_reference_gbc(x, y), rel=1e-10)
+    assert gbc(x, y) == gbc(x, y, variant="reference")  # the default since the suite decision (issue 18)
     # the exact variant counts the log term d = 5 times, so with unequal spreads the two differ
-    assert abs(gbc(x, y) - gbc(x, y, variant="reference")) > 1e-3
+    assert abs(gbc(x, y, variant="exact") - gbc(x, y, variant="reference")) > 1e-3
 
 
 def test_gbc_variants_agree_where_the_log_term_is_counted_once_anyway() -> None:
@@ -68,3 +69,13 @@ def test_etran_fisher_saturates_when_n_le_d_and_euclidean_does_not() -> None:
         fisher = etran_lda(x, y, lda_metric="fisher")
     assert fisher > 0.99  # in-sample Fisher LDA separates any labelling when N <= D
     assert etran_lda(x, y, lda_metric="euclidean") < 0.9
+
+
+def test_etran_default_is_the_euclidean_rule() -> None:
+    """The suite decision (issue 18, docs/zoo.md "Score variants"): the official code's Euclidean LDA is the default."""
+    from transferlens.metrics.scores.etran import etran_components
+
+    x, y = _planted()
+    assert etran_lda(x, y) == etran_lda(x, y, lda_metric="euclidean") != etran_lda(x, y, lda_metric="fisher")
+    assert etran_components(x, y)["lda"] == etran_lda(x, y, lda_metric="euclidean")
+    assert compute_score("etran", x, y).components == etran_components(x, y, lda_metric="euclidean")

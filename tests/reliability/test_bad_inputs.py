@@ -42,7 +42,7 @@ COLLAPSE = {"nc1": nc1, "nc2": nc2, "cdnv": cdnv, "neural_collapse": neural_coll
 RANKS = {"numerical_rank": numerical_rank, "effective_rank": effective_rank, "rankme": rankme}
 LABELLED = [n for n, s in SCORES.items() if s.needs_labels]
 FEATURE_SCORES = [n for n, s in SCORES.items() if s.uses_features]
-N_LE_D = sorted(n for n, s in SCORES.items() if s.unreliable_when_n_le_d)  # h_score, transrate, sfda, etran
+N_LE_D = sorted(n for n, s in SCORES.items() if s.unreliable_when_n_le_d)  # h_score, transrate, sfda
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

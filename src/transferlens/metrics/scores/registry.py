@@ -155,7 +155,7 @@ SCORES: dict[str, ScoreInfo] = {
         _info("ncti", "Neural-collapse index (SELI + NCC - VC), min-max over a zoo", ncti_components, _ncti,
               zoo=ncti_zoo),
         _info("etran", "0.15 energy + 0.85 LDA posterior, min-max over a zoo", etran_components, _etran,
-              zoo=etran_zoo, n_le_d=True),
+              zoo=etran_zoo),  # the default Euclidean LDA uses no covariance; lda_metric='fisher' warns itself at N <= D
         _info("etran_energy", "ETran's label-free energy term (low tail of logsumexp of the features)",
               etran_energy, lambda x, y, p, o: (etran_energy(x, **o), {}), labels=False),
         _info("pactran_gaussian", "PAC-Bayes bound of a Gaussian-prior linear softmax head (LOWER is better)",
