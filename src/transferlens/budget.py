@@ -95,12 +95,17 @@ class TorchTrainer:
         return accuracy(self.module, self.x_val, self.y_val)
 
 
-def torch_trainers(data: Any, val_fraction: float = 0.2, seed: int = 0, **kwargs: Any) -> Callable[[str], TorchTrainer]:
+def torch_trainers(data: Any, val_fraction: float = 0.2, seed: int = 0, device: str | None = "auto",
+                   **kwargs: Any) -> Callable[[str], TorchTrainer]:
     """A factory ``uri -> TorchTrainer`` for image models on ``data`` (URI or Dataset), split once into a
-    stratified train part and ``val_fraction`` validation part (drawn by ``seed``)."""
+    stratified train part and ``val_fraction`` validation part (drawn by ``seed``). Each model and its tensors
+    go to ``device`` (``auto``: the command's ``--device``, else the GPU when present); training is float32."""
     from .data import load_data
     from .data.base import stratified_split
+    from .device import resolve_device
     from .finetune.prepare import image_tensors, load_backbone
+
+    dev = resolve_device(device)
 
     ds = load_data(data) if isinstance(data, str) else data
     if ds.kind != "image":
@@ -115,7 +120,10 @@ def torch_trainers(data: Any, val_fraction: float = 0.2, seed: int = 0, **kwargs
         bb = load_backbone(uri)
         x, y = image_tensors(bb.loaded, ds)
         t_tr, t_va = torch.from_numpy(tr), torch.from_numpy(va)
-        return TorchTrainer(bb.module, x[t_tr], y[t_tr], x[t_va], y[t_va], ds.n_classes, seed=seed, **kwargs)
+        trainer = TorchTrainer(bb.module, x[t_tr].to(dev), y[t_tr].to(dev), x[t_va].to(dev), y[t_va].to(dev), ds.n_classes,
+                               seed=seed, **kwargs)
+        trainer.module.to(dev)  # after the new head exists, so the head moves too
+        return trainer
 
     make.n_train = len(tr)  # type: ignore[attr-defined]
     return make

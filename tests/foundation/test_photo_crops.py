@@ -102,3 +102,23 @@ def test_shift_wrapper_and_refused_test_fraction():
     assert x.shape == y.shape and not np.allclose(x.numpy(), y.numpy())
     with pytest.raises(UsageError, match="test_fraction"):
         load_data("builtin:photo-crops?split=test&test_fraction=0.5")
+
+
+def test_fingerprint_is_the_photos_content_not_where_they_are_installed(tmp_path, monkeypatch):
+    """A new virtual environment (other path, other mtimes) keeps the fingerprint, so cached results are reused;
+    a changed photo changes it."""
+    before = load_data("builtin:photo-crops?n=2").fingerprint
+    copies = []
+    for p in photos.photo_paths():
+        q = tmp_path / p.name
+        q.write_bytes(p.read_bytes())
+        copies.append(q)
+    monkeypatch.setattr(photos, "photo_paths", lambda: list(copies))
+    photos.photo_digest.cache_clear()
+    try:
+        assert load_data("builtin:photo-crops?n=2").fingerprint == before
+        copies[0].write_bytes(copies[0].read_bytes() + b"\0")
+        photos.photo_digest.cache_clear()
+        assert load_data("builtin:photo-crops?n=2").fingerprint != before
+    finally:
+        photos.photo_digest.cache_clear()

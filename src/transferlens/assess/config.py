@@ -30,6 +30,8 @@ class AssessConfig:
     finetune_methods: tuple[str, ...] = DEFAULT_FINETUNE_METHODS
     finetune_epochs: int = 10
     field: str | None = None  # unlabelled deployment data: estimated field accuracy per candidate
+    budget: float | None = None  # minutes of successive-halving fine-tuning of the scores' top candidates
+    budget_top: int = 4  # how many of the best-ranked candidates the budget stage fine-tunes
     notes: list[str] = _dc_field(default_factory=list)  # e.g. default candidates left out because not installed
 
     def to_dict(self) -> dict:
@@ -79,7 +81,7 @@ def make_config(models: list[str] | None = None, data: str | None = None, *, tes
                 ood: list[str] | None = None, target: str | None = None, scores: list[str] | None = None,
                 top_k: int = DEFAULT_TOP_K, pool: str | None = None, seed: int = 0, finetune: bool = False,
                 finetune_epochs: int = 10, gc_samples: int | None = None, modality: str | None = None,
-                field: str | None = None) -> AssessConfig:
+                field: str | None = None, budget: float | None = None, budget_top: int = 4) -> AssessConfig:
     """Check the user's choices and fill in the defaults (the built-in target when neither data nor target is given).
 
     ``modality`` ("image" / "text") picks the default candidates when ``models`` is empty; for user data the
@@ -93,6 +95,10 @@ def make_config(models: list[str] | None = None, data: str | None = None, *, tes
         raise UsageError(f"gc_samples must be >= 0 (0 skips geometric complexity), got {gc_samples}.")
     if finetune_epochs < 1:
         raise UsageError(f"--finetune-epochs must be >= 1, got {finetune_epochs}.")
+    if budget is not None and not budget > 0:
+        raise UsageError(f"--budget must be a positive number of minutes, got {budget}.")
+    if budget_top < 2:
+        raise UsageError(f"--budget-top must be >= 2 (a shortlist to choose from), got {budget_top}.")
     ood_list = list(ood) if ood else []
     if data is None:
         from ..zoo.targets import TARGETS
@@ -126,4 +132,4 @@ def make_config(models: list[str] | None = None, data: str | None = None, *, tes
     return AssessConfig(models=chosen, train=data, test=test, ood=ood_list, target=target,
                         scores=list(scores) if scores else list(DEFAULT_ASSESS_SCORES), top_k=top_k, pool=pool,
                         seed=seed, gc_samples=gc_samples, finetune=finetune, finetune_epochs=finetune_epochs, field=field,
-                        notes=notes)
+                        budget=budget, budget_top=budget_top, notes=notes)

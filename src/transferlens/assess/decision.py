@@ -173,9 +173,39 @@ def _use_ood(probed: dict[str, dict]) -> tuple[bool, bool]:
     return bool(with_ood) and not dead, dead
 
 
+def _budget_sentence(budget: dict | None, model: str) -> str | None:
+    """What the ``--budget`` stage measured, beside the frozen-feature pick ``model`` (None when it did not run)."""
+    if not budget:
+        return None
+    best, acc = budget.get("recommended"), budget.get("recommended_val_accuracy")
+    used, total = budget.get("seconds"), budget.get("budget_seconds")
+    n = len(budget.get("shortlist") or [])
+    if best is None:
+        return (f"The budget stage ({budget.get('minutes')} min) ran out before any of the {n} shortlisted candidates was "
+                "fine-tuned, so nothing was measured; give --budget more minutes.")
+    rounds = budget.get("rounds") or []
+    n_done = sum(1 for r in rounds if r.get("complete"))
+    steps = budget.get("steps", {}).get(best)
+    text = (f"Measured by brief fine-tuning of the whole network (successive halving of the scores' top {n}, "
+            f"{n_done} of {budget.get('n_rounds_planned')} round(s) complete, {used:.0f} s of the {total:.0f} s budget), "
+            f"{best} did best: {fmt_pct(acc)} validation accuracy after {steps} step(s).")
+    if best == model:
+        text += " That agrees with the frozen-feature pick."
+    else:
+        text += (f" That differs from the frozen-feature pick, {model}: to fine-tune the whole network, {best} measured best; "
+                 f"to use frozen features, {model} (a short budget is a noisy measurement: on the benchmark suite small "
+                 "budgets did not rank better than LogME alone, docs/validity.md).")
+    if budget.get("stopped_by_budget"):
+        text += " The budget cut the last round short; a longer budget would measure more."
+    return text
+
+
 def decide(config: dict, data: dict | None, rank: dict | None, probes: dict[str, dict], finetunes: dict[str, dict],
-           problems: list[str]) -> dict[str, Any]:
-    """Pick the model and layer; return ``{model, layer, headline, why, caveats, basis, ...}``."""
+           problems: list[str], budget: dict | None = None) -> dict[str, Any]:
+    """Pick the model and layer; return ``{model, layer, headline, why, caveats, basis, ...}``.
+
+    ``budget``: the result of the successive-halving stage (:func:`transferlens.budget.successive_halving`); it adds
+    a sentence and a ``budget`` field (measured winner) but does not change the frozen-feature recommendation."""
     caveats = list(problems)
     rows = {r["model"]: r for r in (rank or {}).get("models") or []}
     # a candidate that loaded but got no score at all has no combined rank: it cannot be recommended
@@ -291,6 +321,9 @@ def decide(config: dict, data: dict | None, rank: dict | None, probes: dict[str,
                             _chosen_row(probed[model], use_ood) if model in probed else None, criterion)
     if ft:
         why.append(ft)
+    bs = _budget_sentence(budget, model)
+    if bs:
+        why.append(bs)
     n_warn = sum(len(v) for v in row.get("warnings", {}).values())
     if n_warn:
         caveats.append(f"{n_warn} reliability warning(s) on its scores (small N for the dimension, saturation); "
@@ -299,4 +332,6 @@ def decide(config: dict, data: dict | None, rank: dict | None, probes: dict[str,
     return {"model": model, "layer": layer, "layer_index": layer_index, "n_layers": n_layers, "rank_position": pos,
             "n_candidates": len(ranking), "headline": headline, "why": why, "caveats": caveats, "basis": basis,
             "criterion": criterion, "ood_evidence_at_chance": ood_dead if probed else None,
-            "evidence": evidence_rows(probed, use_ood) if probed else []}
+            "evidence": evidence_rows(probed, use_ood) if probed else [],
+            "budget": {"model": budget.get("recommended"), "val_accuracy": budget.get("recommended_val_accuracy"),
+                       "agrees": budget.get("recommended") == model} if budget else None}

@@ -154,12 +154,16 @@ def assess(models: list[str] | None = None, data: str | None = None, out: str | 
            test: str | None = None, ood: list[str] | None = None, target: str | None = None, scores: list[str] | None = None,
            top_k: int | None = None, pool: str | None = None, seed: int = 0, finetune: bool = False, finetune_epochs: int = 10,
            gc_samples: int | None = None, reuse: bool = True, report: bool = True, progress: bool = False,
-           on_event: Event | None = None, threads: int | None = None, field: str | None = None) -> dict:
+           on_event: Event | None = None, threads: int | None = None, field: str | None = None, budget: float | None = None,
+           budget_top: int = 4) -> dict:
     """Run the workflow into ``out`` and return the loaded run (see :func:`transferlens.report.run.load_run`).
 
-    With no ``models`` and no ``data``: the built-in ``digits`` target against every zoo model.
+    With no ``models`` and no ``data``: the built-in ``photos`` target (``defaults.DEFAULT_TARGET``) against the real
+    ImageNet backbones installed here, their random-init twins and three zoo models (``config.default_models``).
     ``threads``: torch and BLAS threads during the run (restored after; None leaves them as they are).
     ``field``: unlabelled deployment data (labels ignored if present): estimated field accuracy per candidate.
+    ``budget``: minutes of brief fine-tuning of the scores' ``budget_top`` candidates by successive halving
+    (:mod:`transferlens.budget`); the measured winner joins the probed shortlist and the decision says what it measured.
 
     Example (writes ``OUT/stages/*.json`` and ``OUT/report.html``; ``transferlens.assess(...)`` is the same call)::
 
@@ -174,7 +178,7 @@ def assess(models: list[str] | None = None, data: str | None = None, out: str | 
     with _thread_limit(threads):
         return _assess(models, data, out, test=test, ood=ood, target=target, scores=scores, top_k=top_k, pool=pool, seed=seed,
                        finetune=finetune, finetune_epochs=finetune_epochs, gc_samples=gc_samples, reuse=reuse, report=report,
-                       progress=progress, on_event=on_event, field=field)
+                       progress=progress, on_event=on_event, field=field, budget=budget, budget_top=budget_top)
 
 
 @contextlib.contextmanager
@@ -199,7 +203,7 @@ def _thread_limit(threads: int | None) -> Iterator[None]:
 def _assess(models: list[str] | None, data: str | None, out: str | Path, *, test: str | None, ood: list[str] | None,
             target: str | None, scores: list[str] | None, top_k: int | None, pool: str | None, seed: int, finetune: bool,
             finetune_epochs: int, gc_samples: int, reuse: bool, report: bool, progress: bool, on_event: Event | None,
-            field: str | None = None) -> dict:
+            field: str | None = None, budget: float | None = None, budget_top: int = 4) -> dict:
     from ..defaults import DEFAULT_TOP_K
     from ..report.run import load_run
 
@@ -212,7 +216,8 @@ def _assess(models: list[str] | None, data: str | None, out: str | Path, *, test
 
     cfg = make_config(models, data, test=test, ood=ood, target=target, scores=scores,
                       top_k=DEFAULT_TOP_K if top_k is None else top_k, pool=pool, seed=seed, finetune=finetune,
-                      finetune_epochs=finetune_epochs, gc_samples=gc_samples, modality=modality, field=field)
+                      finetune_epochs=finetune_epochs, gc_samples=gc_samples, modality=modality, field=field,
+                      budget=budget, budget_top=budget_top)
     run_dir = Path(out)
     started = _dt.datetime.now(_dt.timezone.utc)
     t_start = time.perf_counter()
@@ -250,6 +255,9 @@ def _assess(models: list[str] | None, data: str | None, out: str | Path, *, test
     records["rank"] = rel(rank_o)
     rank = rank_o.result if rank_o.ok else None
     shortlist = list((rank or {}).get("ranking") or [])[: cfg.top_k]
+    halving = _budget_stage(runner, records, cfg, mres, rank, train_id, rel) if cfg.budget else None
+    if halving and halving.get("recommended") and halving["recommended"] not in shortlist:
+        shortlist.append(halving["recommended"])  # the measured winner gets the layer-wise picture too
     rank_layer = {r["model"]: r.get("layer") for r in (rank or {}).get("models", [])}
 
     probes: dict[str, dict] = {}
@@ -291,7 +299,7 @@ def _assess(models: list[str] | None, data: str | None, out: str | Path, *, test
         _field_stage(runner, records, cfg, mres, rank, train_id, test_id, test_uri, rel)
 
     problems = _problems(runner.outcomes, dres, rank) + list(cfg.notes)
-    decision = decide(cfg.to_dict(), dres, rank, probes, {}, problems)
+    decision = decide(cfg.to_dict(), dres, rank, probes, {}, problems, budget=halving)
     winner = decision.get("model")
     finetunes: dict[str, dict] = {}
     if cfg.finetune:
@@ -315,7 +323,7 @@ def _assess(models: list[str] | None, data: str | None, out: str | Path, *, test
             if o.ok:
                 finetunes[method] = o.result
         problems = _problems(runner.outcomes, dres, rank) + list(cfg.notes)
-        decision = decide(cfg.to_dict(), dres, rank, probes, finetunes, problems)
+        decision = decide(cfg.to_dict(), dres, rank, probes, finetunes, problems, budget=halving)
 
     finished = _dt.datetime.now(_dt.timezone.utc)
     record = {
@@ -365,6 +373,35 @@ def _field_stage(runner: StageRunner, records: dict, cfg: AssessConfig, mres: di
     o = runner.run("field", {"models": [_identity(mres, m) for m in scored], "train": train_id, "test": test_id,
                              "field": field_id, "seed": cfg.seed}, do_field)
     records["field"] = rel(o)
+
+
+def _budget_stage(runner: StageRunner, records: dict, cfg: AssessConfig, mres: dict, rank: dict | None, train_id: dict | None,
+                  rel: Callable[[StageOutcome], str]) -> dict | None:
+    """The ``budget`` stage: successive halving of the scores' ``budget_top`` candidates within ``budget`` minutes
+    (:func:`transferlens.budget.successive_halving`, validation accuracy on a stratified 20 % of the ID data).
+    Returns its result, or None when it failed or was skipped (the decision then rests on scores and probes)."""
+    shortlist = [m for m in (rank or {}).get("ranking") or [] if m][: cfg.budget_top]
+
+    def do_budget() -> dict:
+        from ..budget import successive_halving, torch_trainers
+
+        if train_id is None or rank is None:
+            raise StageSkipped("the data or rank stage failed, so there is no shortlist to fine-tune.")
+        if len(shortlist) < 2:
+            raise StageSkipped(f"only {len(shortlist)} candidate was scored; the budget stage chooses between >= 2.")
+        try:
+            make = torch_trainers(cfg.train, seed=cfg.seed)
+        except UsageError as exc:  # text data: the budget stage fine-tunes image networks only
+            raise StageSkipped(str(exc)) from exc
+        result = successive_halving(shortlist, make, make.n_train, cfg.budget)  # type: ignore[attr-defined]
+        result["shortlist"] = shortlist
+        result["minutes"] = cfg.budget
+        return result
+
+    o = runner.run("budget", {"models": [_identity(mres, m) for m in shortlist], "train": train_id, "minutes": cfg.budget,
+                              "seed": cfg.seed}, do_budget)
+    records["budget"] = rel(o)
+    return o.result if o.ok else None
 
 
 def _problems(outcomes: list[StageOutcome], dres: dict | None, rank: dict | None) -> list[str]:

@@ -315,6 +315,34 @@ def _finetune(run: dict) -> str:
     return "".join(out) + "</section>"
 
 
+def _budget(run: dict) -> str:
+    """``assess --budget``: the successive-halving rounds (steps, subset, validation accuracy of every candidate);
+    empty when no budget was given."""
+    st = run.get("budget")
+    if st is None:
+        return ""
+    out = ['<section id="budget"><h2>Measured: brief fine-tuning within the budget</h2>']
+    res = result(st)
+    if res is None:
+        return "".join(out) + _problem(st, "The budget stage") + "</section>"
+    cands = list(res.get("shortlist") or res.get("ranking") or [])
+    out.append(f'<p>Successive halving of the scores\' top {len(cands)} (every weight trained, a new linear head, AdamW; '
+               f'validation accuracy on a stratified 20 % of the ID data): {res.get("seconds", 0):.0f} s used of '
+               f'{res.get("budget_seconds", 0):.0f} s. Measured winner: <b>{esc(res.get("recommended"))}</b> '
+               f'({fmt_pct(res.get("recommended_val_accuracy"))}).</p>')
+    head = "".join(f'<th>round {r["round"]}<br><span class="muted">{r["steps"]} steps, {r["subset"]} images'
+                   f'{"" if r.get("complete") else ", cut"}</span></th>' for r in res.get("rounds") or [])
+    rows = "".join(f'<tr><td class="text">{esc(c)}</td>'
+                   + "".join(_pct_td(r["val_accuracy"].get(c)) if c in r["val_accuracy"] else "<td>–</td>"
+                             for r in res.get("rounds") or [])
+                   + f'<td>{res.get("steps", {}).get(c, 0)}</td></tr>' for c in cands)
+    out.append(f'<div class="scroll"><table id="budget-table"><thead><tr><th class="text">model</th>{head}<th>steps</th>'
+               f'</tr></thead><tbody>{rows}</tbody></table></div>')
+    out.append('<p class="muted">A short budget is a noisy measurement: on the benchmark suite, budgets of 0.25-2 CPU-minutes '
+               "ranked worse than LogME alone (docs/validity.md). The recommendation above stays the frozen-feature one.</p>")
+    return "".join(out) + "</section>"
+
+
 def _field(run: dict) -> str:
     """``assess --field``: every candidate's estimated accuracy on the unlabelled field data, each estimator with its
     expected error (MAE measured on the zoo, docs/validity.md); empty when no --field data was given."""
@@ -408,9 +436,10 @@ def build_html(run: dict) -> str:
     sub = (f'{esc(cfg.get("train"))} ({esc(target)}) · {len(cfg.get("models", []))} candidate(s) · '
            f'{len(cfg.get("ood", []))} OOD set(s) · {esc(a.get("finished"))}')
     nav = "".join(f'<a href="#{k}">{v}</a>' for k, v in (("recommendation", "Recommendation"), ("ranking", "Ranking"),
-                  ("candidates", "Candidates"), ("field", "Field"), ("finetune", "Fine-tuning"), ("data", "Data"),
-                  ("stages", "Stages"), ("provenance", "Provenance")) if k != "field" or run.get("field") is not None)
-    body = "".join([_recommendation(a), _ranking(run), _candidates(run), _field(run), _finetune(run), _data(run), _stages(a),
+                  ("candidates", "Candidates"), ("budget", "Budget"), ("field", "Field"), ("finetune", "Fine-tuning"),
+                  ("data", "Data"), ("stages", "Stages"), ("provenance", "Provenance"))
+                  if k not in ("field", "budget") or run.get(k) is not None)
+    body = "".join([_recommendation(a), _ranking(run), _candidates(run), _budget(run), _field(run), _finetune(run), _data(run), _stages(a),
                     _provenance(run)])
     return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'

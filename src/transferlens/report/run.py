@@ -38,6 +38,7 @@ def load_run(run_dir: str | Path) -> dict[str, Any]:
         "geometry": {m: _stage(d, r) for m, r in refs.get("geometry", {}).items()},
         "finetune": {m: _stage(d, r) for m, r in refs.get("finetune", {}).items()},
         "field": _stage(d, refs.get("field")),
+        "budget": _stage(d, refs.get("budget")),
     }
 
 
