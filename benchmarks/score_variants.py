@@ -131,7 +131,7 @@ def what_if_bench(bench: dict, per_target: dict, columns: dict[str, str] | None 
     the committed table's selection is that of the old defaults."""
     import copy
 
-    from transferlens.ranking import COMBINED_SCORES
+    from transferlens.ranking import COMBINED_AGGREGATOR, COMBINED_SCORES
     from transferlens.zoo.selection import select_default
 
     columns = columns or {"gbc": "gbc[reference]", "etran": "etran[euclidean]"}
@@ -145,7 +145,7 @@ def what_if_bench(bench: dict, per_target: dict, columns: dict[str, str] | None 
                     for g, truth in tt["truth"].items():
                         tt["metrics"][s][g] = compare(np.asarray(row[v]["values"], float),
                                                       np.array([np.nan if z is None else z for z in truth], float))
-        sel = select_default(res, fixed={f"mean({', '.join(COMBINED_SCORES)}) (rank's default now)": ("mean", COMBINED_SCORES)})
+        sel = select_default(res, fixed={f"{COMBINED_AGGREGATOR}({', '.join(COMBINED_SCORES)}) (rank's default now)": (COMBINED_AGGREGATOR, COMBINED_SCORES)})
         means = {s: float(np.nanmean([res["targets"][t]["metrics"][s]["primary"]["weighted_tau"] for t in sel["targets"]]))
                  for s in sel["scores"]}
         out[label] = {"default": sel["default"]["name"], "decision": sel["default"]["decision"],

@@ -5,13 +5,16 @@ the embedding before the classifier) and, when the model has a source classifier
 the scores that need source probabilities (LEEP, NCE); compute every requested score; normalise the
 zoo-relative scores (NCTI, ETran) across the models; rank the models by each score.
 
-The combined recommendation is the mean rank (a Borda count) over ``COMBINED_SCORES``. Mean ranks are
-scale-free, so scores with different units combine without tuning. ``COMBINED_SCORES`` is what the nested
-grouped leave-one-group-out selection over the 42-target suite chose (``transferlens bench scores --suite``,
-``benchmarks/results/zoo-suite/``, docs/validity.md): **LogME alone**, held-out mean weighted τ 0.62 [0.53, 0.70];
-no combination, median rank or trimmed Borda count beat it held out (the previous default, the mean rank of
-NCTI, PACTran and kNN accuracy, 0.50 [0.40, 0.59]); a test keeps the two in sync. When no candidate has any
-of them, every computed score counts.
+The combined recommendation aggregates the per-score ranks over ``COMBINED_SCORES`` with ``COMBINED_AGGREGATOR``
+(mean: a Borda count; median: robust to one score failing on a target). Ranks are scale-free, so scores with
+different units combine without tuning. The rule is what the nested grouped leave-one-group-out selection over
+the 42-target suite chose (``transferlens bench scores --suite``, ``benchmarks/results/zoo-suite/``,
+docs/validity.md), re-run after GBC and ETran got their reference-code defaults and zoo-relative scores were
+combined over all candidates of a target: **LogME alone**, held-out mean weighted τ 0.62 [0.53, 0.70], picked in
+all 8 outer folds; no mean-rank, median-rank or trimmed-Borda combination beat it held out (best family 0.60).
+A test keeps ``COMBINED_SCORES`` / ``COMBINED_AGGREGATOR`` equal to the committed selection. A model lacking one of
+the combined scores is ranked on the others; when no candidate has any of them, the mean rank over every
+computed score counts.
 
 A model that cannot be loaded, or a score that fails on it, is recorded with its error and the others
 go on.
@@ -39,6 +42,7 @@ RELATEDNESS_SCORES = ("task_relatedness", "task_relatedness_label_free")  # lowe
 DEFAULT_SCORES = ("logme", "leep", "nce", "h_score", "shrinkage_h_score", "gbc", "transrate", "sfda", "ncti", "etran",
                   "pactran_gaussian", "knn_accuracy")
 COMBINED_SCORES = ("logme",)  # chosen by `transferlens bench scores --suite` (benchmarks/results/zoo-suite/selection.md)
+COMBINED_AGGREGATOR = "mean"  # of the per-score ranks ("mean": a Borda count, "median"); the same selection chose it
 _HEAD_NAMES = {"fc", "head", "classifier"}
 
 
@@ -236,6 +240,9 @@ def rank_models(models: list[str], data: str, *, scores: list[str] | None = None
             for m, v in zip(have, values):
                 row = next(r for r in rows if r["model"] == m)
                 row["scores"][name] = float(v)
+                comps = getattr(raw[m][name], "components", None)
+                if comps:  # the per-model parts, so that a caller can combine candidates of several calls
+                    row.setdefault("components", {})[name] = {k: float(x) for k, x in comps.items()}
                 if caught:
                     row["warnings"].setdefault(name, []).extend(str(w.message) for w in caught)
     combined = _add_ranks(rows, names)
@@ -245,7 +252,7 @@ def rank_models(models: list[str], data: str, *, scores: list[str] | None = None
     return {
         "data": dataset.uri, "n_samples": len(dataset), "n_classes": dataset.n_classes, "layer_request": layer,
         "pool": pool, "labels_used": use_labels, "pca_dim": pca_dim, "scores": names,
-        "combined": {"method": "mean rank (Borda) over scores", "scores": combined},
+        "combined": {"method": f"{combined_method(combined)} over scores", "scores": combined},
         "zoo_relative": [n for n in names if _zoo_relative(n)],
         "higher_is_better": {n: _higher_is_better(n) for n in names},
         "ranking": [r["model"] for r in ranked], "recommended": scored[0]["model"] if scored else None,
@@ -254,8 +261,9 @@ def rank_models(models: list[str], data: str, *, scores: list[str] | None = None
 
 
 def _add_ranks(rows: list[dict], names: list[str]) -> list[str]:
-    """Per-score ranks (1 = best) among the models that have the score, and the combined mean rank over
-    ``COMBINED_SCORES``, or over every score when no model has one of those; returns the scores combined."""
+    """Per-score ranks (1 = best) among the models that have the score, and the combined rank: the
+    ``COMBINED_AGGREGATOR`` (median) of the ranks over ``COMBINED_SCORES``, or the mean rank over every score when
+    no model has one of those; returns the scores combined."""
     for name in names:
         have = [r for r in rows if name in r["scores"] and np.isfinite(r["scores"][name])]
         if not have:
@@ -264,9 +272,16 @@ def _add_ranks(rows: list[dict], names: list[str]) -> list[str]:
         ranks = rankdata([sign * r["scores"][name] for r in have], method="average")
         for r, k in zip(have, ranks):
             r.setdefault("ranks", {})[name] = float(k)
-    combined = [s for s in COMBINED_SCORES if s in names and any(s in r.get("ranks", {}) for r in rows)] or list(names)
+    combined = [s for s in COMBINED_SCORES if s in names and any(s in r.get("ranks", {}) for r in rows)]
+    aggregate = np.median if combined and COMBINED_AGGREGATOR == "median" else np.mean
+    combined = combined or list(names)
     for r in rows:
         got = [r.get("ranks", {}).get(s) for s in combined]
         got = [g for g in got if g is not None]
-        r["combined_rank"] = float(np.mean(got)) if got else None
+        r["combined_rank"] = float(aggregate(got)) if got else None
     return combined
+
+
+def combined_method(combined: list[str]) -> str:
+    """How :func:`_add_ranks` combined ``combined`` (the words the report and the CLI print)."""
+    return "median rank" if COMBINED_AGGREGATOR == "median" and set(combined) <= set(COMBINED_SCORES) else "mean rank"

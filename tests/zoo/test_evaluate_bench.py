@@ -171,3 +171,23 @@ def test_rank_default_combination_is_the_one_the_committed_benchmark_chose():
     again = choose_combination(committed)  # the rule, re-applied to the committed per-target scores
     assert again["scores"] == committed["combined"]["scores"]
     assert again["report_weighted_tau"] == committed["combined"]["report_weighted_tau"]
+
+
+def test_zoo_relative_scores_are_combined_over_every_candidate_not_per_layer_group():
+    """bench scores the candidates of one layer request together; NCTI / ETran min-max over a zoo, so a group of one
+    (e.g. one hidden state of a text encoder) used to get a constant 0. Now the zoo is the target's candidates:
+    naming one model's penultimate layer explicitly (its own group) gives the same values as one group of all."""
+    from transferlens.ranking import rank_models
+    from transferlens.zoo.bench import score_target
+
+    train = "builtin:digits?split=train&classes=0-4&n_per_class=10"
+    models = ["zoo:mlp-g50-s16", "zoo:vgg-g50-s16", "zoo:vgg-g50"]
+    split = [{"model": models[0], "layer_request": "layers.1", "key": f"{models[0]}@layers.1"}]  # its penultimate layer
+    split += [{"model": m, "layer_request": "penultimate", "key": m} for m in models[1:]]
+    got = score_target("digits", split, ["ncti", "etran", "logme"], train=train)["values"]
+    one = {r["model"]: r["scores"] for r in rank_models(models, train, scores=["ncti", "etran", "logme"])["models"]}
+    for s in ("ncti", "etran", "logme"):
+        assert got[s][f"{models[0]}@layers.1"] == pytest.approx(one[models[0]][s], rel=1e-9, abs=1e-12)
+        for m in models[1:]:
+            assert got[s][m] == pytest.approx(one[m][s], rel=1e-9, abs=1e-12)
+    assert len({round(v, 9) for v in got["ncti"].values()}) == 3  # not the constant of a one-model zoo

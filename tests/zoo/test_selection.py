@@ -104,18 +104,18 @@ def test_a_combination_ships_only_when_it_wins_held_out():
 
 
 def test_rank_default_is_what_the_committed_suite_selection_chose():
-    """ranking.COMBINED_SCORES must be the default of benchmarks/results/zoo-suite/bench_scores.json's nested
+    """ranking.COMBINED_SCORES / COMBINED_AGGREGATOR must be the default of benchmarks/results/zoo-suite/bench_scores.json's nested
     selection; re-running `transferlens bench scores --suite` with another result must update both."""
     import json
     from pathlib import Path
 
-    from transferlens.ranking import COMBINED_SCORES, DEFAULT_SCORES
+    from transferlens.ranking import COMBINED_AGGREGATOR, COMBINED_SCORES, DEFAULT_SCORES
     from transferlens.zoo.bench import NOT_COMBINABLE
 
     path = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "zoo-suite" / "bench_scores.json"
     committed = json.loads(path.read_text())
     d = committed["selection"]["default"]
-    assert d["aggregator"] == "mean" and tuple(d["scores"]) == COMBINED_SCORES  # rank combines by mean rank
+    assert d["aggregator"] == COMBINED_AGGREGATOR and tuple(d["scores"]) == COMBINED_SCORES
     assert set(COMBINED_SCORES) <= set(DEFAULT_SCORES) and not set(COMBINED_SCORES) & set(NOT_COMBINABLE)
     # re-derived from the committed per-target metrics: a single score ships only as the best mean wτ over all targets
     if len(COMBINED_SCORES) == 1:
@@ -123,4 +123,8 @@ def test_rank_default_is_what_the_committed_suite_selection_chose():
         means = {s: np.nanmean([committed["targets"][t]["metrics"][s]["primary"]["weighted_tau"] for t in sel["targets"]]) for s in sel["scores"]}
         assert max(means, key=means.get) == COMBINED_SCORES[0]
         assert sel["procedures"]["nested"]["weighted_tau"]["mean"] <= sel["procedures"]["single"]["weighted_tau"]["mean"]
+    else:  # a combination ships only when the nested procedure beat the single-score procedure held out
+        sel = committed["selection"]
+        assert sel["procedures"]["nested"]["weighted_tau"]["mean"] > sel["procedures"]["single"]["weighted_tau"]["mean"]
+        assert d["name"] == f"{COMBINED_AGGREGATOR}({', '.join(COMBINED_SCORES)})"
     assert len(committed["selection"]["targets"]) >= 36 and len(set(committed["selection"]["groups"])) >= 7

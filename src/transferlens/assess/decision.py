@@ -1,6 +1,6 @@
 """The recommendation of a run, and why, in plain words.
 
-The scores shortlist the ``top_k`` best-ranked candidates (combined mean rank); the layer-wise probes then
+The scores shortlist the ``top_k`` best-ranked candidates (combined rank); the layer-wise probes then
 measure them directly on held-out data. The recommended model is the shortlisted one whose recommended
 layer has the best mean OOD probe accuracy; without OOD sets, the best ID probe accuracy. Measured
 accuracies within ``TIE`` (1 point, about the standard error of an accuracy on a thousand samples) of the
@@ -21,7 +21,7 @@ from typing import Any
 
 from ..probe.chance import evidence as probe_evidence
 from ..probe.chance import finetune_at_chance, layer_flags
-from ..report.naming import data_label, fmt_pct
+from ..report.naming import combined_word, data_label, fmt_pct
 
 #: Measured accuracies closer than this to the best are a tie (broken by the transferability scores).
 TIE = 0.01
@@ -228,7 +228,7 @@ def decide(config: dict, data: dict | None, rank: dict | None, probes: dict[str,
     why = []
     agree = agreement.get(model, {})
     first = f"; {agree['n_first']} of {agree['n_scores']} of these scores put it first" if agree.get("n_scores") else ""
-    why.append(f"The transferability scores rank it #{pos} of {len(ranking)} candidate{'s' * (len(ranking) > 1)} (mean rank "
+    why.append(f"The transferability scores rank it #{pos} of {len(ranking)} candidate{'s' * (len(ranking) > 1)} ({combined_word(rank)} "
                f"{row['combined_rank']:.1f} over {', '.join(combined)}{first}).")
     layer, layer_index, n_layers, criterion = row.get("layer"), None, None, None
     if probed:

@@ -8,6 +8,8 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
+from ..report.naming import combined_word
+
 
 def _pct(v: float | None, at_chance: bool | None = None) -> str:
     """Percent with one decimal, as the recommendation quotes it; ``*`` when within noise of chance."""
@@ -37,7 +39,7 @@ def print_summary(run: dict[str, Any], console: Console, max_rows: int = 10) -> 
         table = Table(title=f"ranking of {len(rank['ranking'])} candidate(s) by the transferability scores", title_justify="left")
         table.add_column("#", justify="right")
         table.add_column("model", no_wrap=True)
-        table.add_column("mean rank", justify="right")
+        table.add_column(combined_word(rank), justify="right")
         for s in shown:
             table.add_column(s, justify="right")
         for i, m in enumerate(rank["ranking"][:max_rows], 1):

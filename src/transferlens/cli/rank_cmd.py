@@ -12,6 +12,7 @@ from rich.table import Table
 
 from ..errors import TransferLensError, UsageError
 from ..io import atomic_write_text, check_writable_dir, write_record
+from ..report.naming import combined_word
 from .common import DEVICE, ON_BAD_FILE, PRECISION, console, data_skipped, friendly, show_progress
 
 log = logging.getLogger("transferlens")
@@ -69,7 +70,7 @@ def rank_cmd(
     table = Table(title=f"ranking on {record['data']} ({record['n_samples']} samples, {record['n_classes']} classes)")
     table.add_column("#", justify="right")
     table.add_column("model", no_wrap=True)  # a model name is never folded or cut
-    table.add_column("combined\nmean rank", justify="right")
+    table.add_column("combined\n" + combined_word(record), justify="right")
     for n in names:
         table.add_column(n + ("*" if n in record["zoo_relative"] else ""), justify="right")
     by_model = {r["model"]: r for r in record["models"]}
@@ -93,7 +94,7 @@ def rank_cmd(
                 log.debug("%s %s: %s", r["model"], n, msg)
     if n_warn:
         console.print(f"[yellow]{n_warn} reliability warning(s)[/] (e.g. N <= D): see rank.json, or run `transferlens -v rank ...`.")
-    console.print(f"recommended: [bold]{record['recommended']}[/] (mean rank over {', '.join(record['combined']['scores'])})")
+    console.print(f"recommended: [bold]{record['recommended']}[/] ({combined_word(record)} over {', '.join(record['combined']['scores'])})")
     if budget is not None:
         from ..budget import rank_budget
 

@@ -17,7 +17,7 @@ from ..probe.chance import evidence as probe_evidence
 from ..probe.chance import finetune_at_chance, layer_flags
 from . import plots
 from .assets import CSS, JS
-from .naming import data_label, fmt_pct
+from .naming import combined_word, data_label, fmt_pct
 from .run import load_run, result
 
 
@@ -150,7 +150,7 @@ def _ranking(run: dict) -> str:
     combined = rank["combined"]["scores"]
     shortlist = set(run["assess"].get("shortlist", []))
     out.append(f'<p>{len(rank["ranking"])} candidate(s) scored on {esc(rank["data"])} ({rank["n_samples"]} samples, '
-               f'{rank["n_classes"]} classes) at their penultimate layer. The combined recommendation is the mean rank over '
+               f'{rank["n_classes"]} classes) at their penultimate layer. The combined recommendation is the {combined_word(rank)} over '
                f'{esc(", ".join(combined))}; the {len(shortlist)} best go on to the layer-wise probes (marked ▸). '
                "Agreement: Kendall's τ of each score's order with the combined order (1 = identical, 0 = unrelated). "
                "* = zoo-relative score (only meaningful among these candidates).</p>")
@@ -180,7 +180,7 @@ def _ranking(run: dict) -> str:
                         f'<td class="wrap" colspan="{len(names) + 4}">could not be scored: {esc(r["error"])}</td></tr>')
     foot = "".join(_td((agree.get("per_score") or {}).get(n), ".2f") for n in names)
     out.append('<div class="scroll"><table class="sortable" id="ranking-table"><thead><tr><th>#</th><th class="text">model</th>'
-               '<th title="mean rank over the combined scores">combined</th><th title="best–worst rank over the combined scores">'
+               f'<th title="{combined_word(rank)} over the combined scores">combined</th><th title="best–worst rank over the combined scores">'
                f'rank spread</th><th title="combined scores that put it first">#1 votes</th>{head}<th>warnings</th></tr></thead>'
                f'<tbody>{"".join(rows)}</tbody><tfoot><tr><td></td><td class="text">agreement (τ)</td><td></td><td></td><td></td>'
                f"{foot}<td></td></tr></tfoot></table></div></section>")

@@ -20,3 +20,8 @@ def data_label(uri: str) -> str:
 def fmt_pct(value: float | None, digits: int = 1) -> str:
     """0.9312 -> ``93.1%``; None -> ``n/a``."""
     return "n/a" if value is None else f"{100.0 * value:.{digits}f}%"
+
+
+def combined_word(rank: dict) -> str:
+    """"median rank" or "mean rank": how a ``rank_models`` record combined its scores (older records: mean)."""
+    return (rank.get("combined") or {}).get("method", "mean rank").split(" over")[0].replace(" (Borda)", "")

@@ -66,7 +66,7 @@ def rank_heatmap(rank: dict) -> str:
     ax.axvline(len(cols) - 1.5, color="white", lw=2)
     cb = fig.colorbar(im, ax=ax, fraction=0.03, pad=0.02)
     cb.set_label("rank (1 = best)", fontsize=8)
-    ax.set_title("Rank of each candidate by each score (* = in the combined mean rank)", fontsize=9)
+    ax.set_title("Rank of each candidate by each score (* = in the combined rank)", fontsize=9)
     fig.tight_layout()
     return to_data_uri(fig)
 

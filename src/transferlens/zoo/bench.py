@@ -39,6 +39,10 @@ from .suite import SUITE, group_of, lookup_target
 from .targets import TARGETS
 
 FORMAT = "transferlens.bench-scores/1"
+#: Part of every score-cache key: bump it when a score's definition or the scoring of candidates changes, so that a
+#: cache filled by older code is recomputed, not reused (2: GBC / ETran reference defaults and zoo-relative scores
+#: combined across all candidates of a target, issue 18).
+SCORES_VERSION = 2
 GROUND_TRUTHS = ("finetune", "probe", "ncc", "finetune_ood", "probe_ood")
 # Fixed before any result was seen: half of the targets (one of each kind where possible) choose the
 # combined recommendation; the other half only report it. digits and digits-10shot share a test set,
@@ -87,6 +91,7 @@ def mean_rank_score(table: dict[str, np.ndarray], names: tuple[str, ...]) -> np.
 def score_target(target: str, candidates: list[dict], scores: list[str], train: str | None = None) -> dict[str, Any]:
     """Scores (signed: higher = better) of the candidates on ``target``'s train set (``train``: its data URI,
     default ``TARGETS[target].train``), and seconds per score."""
+    from ..metrics.scores import zoo_normalise
     from ..ranking import RELATEDNESS_SCORES, _higher_is_better, rank_models
 
     by_layer: dict[str, list[str]] = {}
@@ -94,6 +99,7 @@ def score_target(target: str, candidates: list[dict], scores: list[str], train: 
         by_layer.setdefault(c["layer_request"], []).append(c["model"])
     values: dict[str, dict[str, float]] = {s: {} for s in scores}
     seconds: dict[str, list[float]] = {s: [] for s in scores}
+    parts: dict[str, dict[str, dict]] = {}  # zoo-relative score -> candidate -> its components
     for layer, models in by_layer.items():
         is_zoo = all(m.startswith("zoo:") for m in models)
         wanted = [s for s in scores if is_zoo or s not in RELATEDNESS_SCORES]
@@ -106,6 +112,15 @@ def score_target(target: str, candidates: list[dict], scores: list[str], train: 
                     values[s][key] = float(v) if _higher_is_better(s) else -float(v)
                 if s in row["seconds"]:
                     seconds[s].append(float(row["seconds"][s]))
+            for s, comps in (row.get("components") or {}).items():
+                parts.setdefault(s, {})[key] = comps
+    # zoo-relative scores (NCTI, ETran) are min-max combinations over a zoo: the zoo is every candidate of the
+    # target, not one layer group (a group of one model, e.g. one layer of one text encoder, would be constant 0)
+    for s, by_key in parts.items():
+        if len(by_key) > 1 and len(by_layer) > 1:
+            keys = list(by_key)
+            combined = zoo_normalise(s, [by_key[k] for k in keys])
+            values[s] = {k: (float(v) if _higher_is_better(s) else -float(v)) for k, v in zip(keys, combined)}
     return {"values": values, "seconds": {s: (float(np.mean(v)) if v else None) for s, v in seconds.items()}}
 
 
@@ -115,7 +130,7 @@ def _cached_score_target(target: str, cands: list[dict], scores: list[str], cach
     split the targets between them and an interrupted bench resumes."""
     if cache_dir is None:
         return score_target(target, cands, scores, train)
-    key = hashlib.sha256(json.dumps([FORMAT, target, cands, scores], sort_keys=True).encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps([FORMAT, SCORES_VERSION, target, cands, scores], sort_keys=True).encode()).hexdigest()[:16]
     path = Path(cache_dir) / f"{target}-{key}.json"
     if path.exists():
         try:
@@ -185,10 +200,10 @@ def run_bench(ground_truth: dict, scores: list[str] | None = None, targets: list
     result["combined"] = choose_combination(result)
     result["combined_unrestricted"] = choose_combination(result, exclude=())  # for the record: what cost-blind selection picks
     if suite:
-        from ..ranking import COMBINED_SCORES
+        from ..ranking import COMBINED_AGGREGATOR, COMBINED_SCORES
         from .selection import select_default
 
-        result["selection"] = select_default(result, fixed={f"mean({', '.join(COMBINED_SCORES)}) (rank's default now)": ("mean", COMBINED_SCORES)})
+        result["selection"] = select_default(result, fixed={f"{COMBINED_AGGREGATOR}({', '.join(COMBINED_SCORES)}) (rank's default now)": (COMBINED_AGGREGATOR, COMBINED_SCORES)})
     return result
 
 
