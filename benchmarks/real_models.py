@@ -5,6 +5,7 @@ benchmarks/results/real/units/), skipped when present.
 
     python benchmarks/real_models.py finetune  --target photos --size 96 --epochs 10 --seeds 0 1 2
     python benchmarks/real_models.py geometry  --target photos --target digits --target fashion-novel
+    python benchmarks/real_models.py scores    --target digits --zoo-ground-truth benchmarks/results/zoo/ground_truth.json
     python benchmarks/real_models.py summary   # the Markdown tables of docs/real_models.md from the units + ground truth
 
 - ``finetune``: claim (c), plain vs FTP vs LP-FT fine-tuning of ImageNet MobileNetV2 (the loop of
@@ -88,8 +89,9 @@ def run_geometry(args: argparse.Namespace) -> None:
 def run_scores(args: argparse.Namespace) -> None:
     """Claim (a): every default score against the measured probe accuracy at model level (penultimate layer), on
     the pooled candidates of ``--ground-truth`` (real backbones + twins) and ``--zoo-ground-truth`` (the zoo)."""
-    from transferlens.ranking import DEFAULT_SCORES
+    from transferlens.ranking import COMBINED_AGGREGATOR, COMBINED_SCORES, DEFAULT_SCORES
     from transferlens.zoo.bench import _cached_score_target, compare
+    from transferlens.zoo.selection import aggregate
 
     entries = [e for path in (args.ground_truth, args.zoo_ground_truth) for e in _gt_entries(path)
                if e["candidate"] == e["model"]]
@@ -103,8 +105,11 @@ def run_scores(args: argparse.Namespace) -> None:
         pools = {"all": [True] * len(es), "real": [not e["model"].startswith("zoo:") for e in es],
                  "zoo": [e["model"].startswith("zoo:") for e in es]}
         res = {}
-        for name in scores:
-            vals = np.array([scored["values"][name].get(c["key"], np.nan) for c in cands])
+        table = {name: np.array([scored["values"][name].get(c["key"], np.nan) for c in cands], float) for name in scores}
+        rule = f"rank default: {COMBINED_AGGREGATOR}({', '.join(COMBINED_SCORES)})"
+        table[rule] = aggregate(table, (COMBINED_AGGREGATOR, COMBINED_SCORES), fallback=tuple(scores))
+        for name in [*scores, rule]:
+            vals = table[name]
             for truth in ("probe", "probe_ood"):
                 t = np.array([e.get(truth, np.nan) for e in es], float)
                 for pool, mask in pools.items():
@@ -112,7 +117,43 @@ def run_scores(args: argparse.Namespace) -> None:
                     res.setdefault(name, {})[f"{pool}:{truth}"] = compare(vals[m], t[m])
         out[target] = {"n": {p: int(sum(m)) for p, m in pools.items()}, "metrics": res, "seconds": round(time.perf_counter() - t0, 1)}
         print(f"{target}: {time.perf_counter() - t0:.0f} s", flush=True)
-    _save(args.out / "scores.json", out)
+    path = args.out / "scores.json"
+    merged = json.loads(path.read_text()) if path.exists() else {}
+    merged.update(out)  # one target per invocation is fine: the other targets' rows are kept
+    _save(path, merged)
+
+
+def scores_across_targets(out: Path) -> str:
+    """Per score: mean over the image targets of weighted τ, Kendall τ and top-1 regret against the probe accuracy
+    (all candidates: real backbones + twins + zoo), 95 % percentile bootstrap over targets."""
+    from transferlens.zoo.selection import bootstrap_ci
+
+    path = out / "scores.json"
+    if not path.exists():
+        return "(no score comparison yet)"
+    data = json.loads(path.read_text())
+    targets = sorted(data)
+    names = sorted({n for d in data.values() for n in d["metrics"]})
+    lines = [f"Over {len(targets)} image targets ({', '.join(targets)}); mean [95 % bootstrap CI over targets].", "",
+             "| score | weighted τ | Kendall τ | top-1 regret (points) | wτ, real backbones + twins only | wτ vs probe OOD |",
+             "|---|---:|---:|---:|---:|---:|"]
+
+    def ci(name: str, key: str, metric: str, scale: float = 1.0, digits: int = 2) -> tuple[str, float]:
+        vals = [data[t]["metrics"][name][key].get(metric) for t in targets if name in data[t]["metrics"]]
+        vals = [scale * v for v in vals if v is not None and np.isfinite(v)]
+        if not vals:
+            return "-", -9.0
+        m, lo, hi = bootstrap_ci(vals)
+        return f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]", m
+
+    rows = []
+    for name in names:
+        w, key = ci(name, "all:probe", "weighted_tau")
+        rows.append((key, f"| {name} | {w} | {ci(name, 'all:probe', 'kendall_tau')[0]} | "
+                          f"{ci(name, 'all:probe', 'regret', 100.0, 1)[0]} | {ci(name, 'real:probe', 'weighted_tau')[0]} | "
+                          f"{ci(name, 'all:probe_ood', 'weighted_tau')[0]} |"))
+    lines += [r for _, r in sorted(rows, key=lambda kv: -kv[0])]
+    return "\n".join(lines)
 
 
 def scores_table(out: Path) -> str:
@@ -175,6 +216,50 @@ def layer_tables(entries: list[dict]) -> str:
                 gap = "-" if b is None else f"{100 * (a['probe'] - b['probe']):+.1f}"
                 lines.append(f"| {tap} | {pct(a, 'probe')} | {pct(a, 'probe_ood')} | {pct(b, 'probe')} | {pct(b, 'probe_ood')} | {gap} |")
             lines.append("")
+    return "\n".join(lines)
+
+
+def pretraining_gap_summary(entries: list[dict]) -> str:
+    """One row per target and backbone: what ImageNet buys over the random-init twin (probe ID accuracy) at the
+    best tap of each and at the last tap, and which tap is best for each."""
+    from transferlens.zoo.evaluate import REAL_IMAGE_MODELS, REAL_TAPS
+
+    lines = ["| target | backbone | best tap ImageNet (ID %) | best tap random init (ID %) | gap at the best taps | gap at the last tap |",
+             "|---|---|---|---|---:|---:|"]
+    for target in sorted({e["target"] for e in entries}):
+        for model in REAL_IMAGE_MODELS:
+            def taps(pretrained: bool) -> dict[str, dict]:
+                return {e["layer"]: e for e in entries if e["target"] == target and e["model"].split("?")[0] == model
+                        and ("pretrained=false" not in e["model"]) == pretrained and e["layer"] in REAL_TAPS[model]}
+            a, b = taps(True), taps(False)
+            if not a or not b:
+                continue
+            ba, bb = max(a, key=lambda t: a[t]["probe"]), max(b, key=lambda t: b[t]["probe"])
+            last = REAL_TAPS[model][-1]
+            gap_last = "-" if last not in a or last not in b else f"{100 * (a[last]['probe'] - b[last]['probe']):+.1f}"
+            lines.append(f"| {target} | {model.split(':', 1)[1]} | {ba} ({100 * a[ba]['probe']:.1f}) | {bb} ({100 * b[bb]['probe']:.1f}) | "
+                         f"{100 * (a[ba]['probe'] - b[bb]['probe']):+.1f} | {gap_last} |")
+    return "\n".join(lines)
+
+
+def text_tables(entries: list[dict]) -> str:
+    """Text encoders: linear-probe and 5-shot NCC accuracy of every hidden state, per fortunes target."""
+    if not entries:
+        return "(no text ground truth yet)"
+    lines = []
+    models = sorted({e["model"] for e in entries})
+    for target in sorted({e["target"] for e in entries}):
+        lines += [f"#### {target}", "", "| model | " + " | ".join(f"h{i}" for i in range(1, 13)) + " | best |",
+                  "|---|" + "---:|" * 13]
+        for model in models:
+            rows = {e["layer"]: e for e in entries if e["target"] == target and e["model"] == model}
+            if not rows:
+                continue
+            cells = [f"{100 * rows[f'hidden_states.{i}']['probe']:.1f}" if f"hidden_states.{i}" in rows else "" for i in range(1, 13)]
+            best = max(rows, key=lambda k: rows[k]["probe"])
+            lines.append(f"| {model.split(':', 1)[1]} | " + " | ".join(cells) + f" | {best.split('.')[-1]} ({100 * rows[best]['probe']:.1f} ± "
+                         f"{100 * rows[best]['probe_std']:.1f}) |")
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -266,9 +351,13 @@ def geometry_table(out: Path, entries: list[dict]) -> str:
 
 def run_summary(args: argparse.Namespace) -> None:
     entries = _gt_entries(args.ground_truth)
+    text = _gt_entries(args.text_ground_truth)
     parts = [f"Machine: {platform.machine()}, {platform.processor() or 'cpu'}; generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", "",
-             "### Model level", "", model_level_table(entries), "### Layer level", "", layer_tables(entries),
-             "### Tunnel", "", tunnel_summary(entries), "", "### Scores vs measured accuracy", "", scores_table(args.out), "",
+             "### Model level", "", model_level_table(entries), "### What ImageNet buys, per target and backbone", "",
+             pretraining_gap_summary(entries), "", "### Layer level", "", layer_tables(entries),
+             "### Text encoders, every hidden state", "", "Linear-probe accuracy % per hidden state (mean over seeds).", "",
+             text_tables(text),
+             "### Tunnel", "", tunnel_summary(entries), "", "### Scores vs measured accuracy", "", scores_across_targets(args.out), "", scores_table(args.out), "",
              "### Fine-tuning", "", finetune_table(args.out), "",
              "### Geometry", "", geometry_table(args.out, entries), ""]
     text = "\n".join(parts)
@@ -290,6 +379,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--ground-truth", type=Path, default=DEFAULT_OUT / "ground_truth.json")
     ap.add_argument("--zoo-ground-truth", type=Path, default=DEFAULT_OUT / "zoo" / "ground_truth.json")
+    ap.add_argument("--text-ground-truth", type=Path, default=DEFAULT_OUT / "text" / "ground_truth.json")
     args = ap.parse_args()
     args.target = args.target or ["photos"]
     if args.part == "finetune":
