@@ -315,16 +315,25 @@ def _finetune(run: dict) -> str:
     return "".join(out) + "</section>"
 
 
+def _optional_section(run: dict, key: str, title: str, what: str) -> tuple[list[str], dict | None]:
+    """The opening of an optional stage's section and the stage's result: ``([], None)`` when the stage did not
+    run (no section), the section with its problem box and ``None`` when it failed."""
+    st = run.get(key)
+    if st is None:
+        return [], None
+    out = [f'<section id="{key}"><h2>{esc(title)}</h2>']
+    res = result(st)
+    if res is None:
+        out.append(_problem(st, what) + "</section>")
+    return out, res
+
+
 def _budget(run: dict) -> str:
     """``assess --budget``: the successive-halving rounds (steps, subset, validation accuracy of every candidate);
     empty when no budget was given."""
-    st = run.get("budget")
-    if st is None:
-        return ""
-    out = ['<section id="budget"><h2>Measured: brief fine-tuning within the budget</h2>']
-    res = result(st)
+    out, res = _optional_section(run, "budget", "Measured: brief fine-tuning within the budget", "The budget stage")
     if res is None:
-        return "".join(out) + _problem(st, "The budget stage") + "</section>"
+        return "".join(out)
     cands = list(res.get("shortlist") or res.get("ranking") or [])
     out.append(f'<p>Successive halving of the scores\' top {len(cands)} (every weight trained, a new linear head, AdamW; '
                f'validation accuracy on a stratified 20 % of the ID data): {res.get("seconds", 0):.0f} s used of '
@@ -348,13 +357,9 @@ def _field(run: dict) -> str:
     expected error (MAE measured on the zoo, docs/validity.md); empty when no --field data was given."""
     from .field import LABELS, estimator_order, field_focus, field_line
 
-    st = run.get("field")
-    if st is None:
-        return ""
-    out = ['<section id="field"><h2>Field accuracy, estimated from unlabelled data</h2>']
-    res = result(st)
+    out, res = _optional_section(run, "field", "Field accuracy, estimated from unlabelled data", "The field stage")
     if res is None:
-        return "".join(out) + _problem(st, "The field stage") + "</section>"
+        return "".join(out)
     names, err = estimator_order(res), res.get("expected_error") or {}
     out.append(f'<p class="headline" id="field-line">{esc(field_line(run))}</p>')
     out.append(f'<p class="muted">A logistic probe on each candidate\'s ID features, validated on {esc(res.get("validation"))}; '
