@@ -24,9 +24,7 @@ dependencies (torch==1.6.0, numpy==1.19.2, AAIT), so the set-up installs them wi
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata as md
-import json
 import logging
 import os
 import re
@@ -104,28 +102,10 @@ def _site_file(package: str, relpath: str) -> Path | None:
 
 
 def _sha256(paths: list[Path]) -> str:
-    """Full sha256 of the concatenated files, memoised on (path, size, mtime) in $TRANSFERLENS_HOME."""
-    key = "|".join(f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in paths)
-    memo_path = home() / "packaged_digests.json"
-    try:
-        memo = json.loads(memo_path.read_text())
-    except (OSError, ValueError):
-        memo = {}
-    if key in memo:
-        return memo[key]
-    h = hashlib.sha256()
-    for p in paths:
-        with open(p, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 22), b""):
-                h.update(chunk)
-    memo[key] = h.hexdigest()
-    try:
-        from ..io import atomic_write_text
+    """Full sha256 of the concatenated files, memoised in $TRANSFERLENS_HOME/packaged_digests.json."""
+    from .sources import files_sha256
 
-        atomic_write_text(memo_path, json.dumps(memo))
-    except Exception:  # the memo is an optimisation only
-        pass
-    return memo[key]
+    return files_sha256(paths, "packaged_digests.json")
 
 
 def installed_files(entry: PackagedWeights) -> list[Path] | None:

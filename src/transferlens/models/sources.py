@@ -27,7 +27,7 @@ import logging
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -60,11 +60,10 @@ class ModelRef:
 
 
 # --------------------------------------------------------------------------------------------- hashing
-def file_digest(path: Path) -> str:
-    """sha256 of a file, memoised on (path, size, mtime) under $TRANSFERLENS_HOME/digests.json."""
-    st = path.stat()
-    key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
-    memo_path = home() / "digests.json"
+def files_sha256(paths: Sequence[Path], memo_name: str = "digests.json") -> str:
+    """Full sha256 (hex) of the concatenated files, memoised on (path, size, mtime) under $TRANSFERLENS_HOME/memo_name."""
+    key = "||".join(f"{p.resolve()}|{p.stat().st_size}|{p.stat().st_mtime_ns}" for p in paths)
+    memo_path = home() / memo_name
     try:
         memo = json.loads(memo_path.read_text())
     except (OSError, ValueError):
@@ -72,18 +71,23 @@ def file_digest(path: Path) -> str:
     if key in memo:
         return memo[key]
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            h.update(chunk)
-    digest = h.hexdigest()[:32]
-    memo[key] = digest
+    for p in paths:
+        with open(p, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 22), b""):
+                h.update(chunk)
+    memo[key] = h.hexdigest()
     try:
         from ..io import atomic_write_text
 
         atomic_write_text(memo_path, json.dumps(memo))
     except Exception:  # the memo is an optimisation only
         pass
-    return digest
+    return memo[key]
+
+
+def file_digest(path: Path) -> str:
+    """The first 32 hex digits of a file's sha256 (memoised: :func:`files_sha256`)."""
+    return files_sha256([path])[:32]
 
 
 def dir_digest(path: Path) -> str:
