@@ -3,7 +3,9 @@
 The 42-target suite (``benchmarks/results/zoo-suite/bench_scores.json``: 8 zoo models, reduced-protocol
 fine-tuning as primary truth) is joined by the 8 built-in image targets scored on the real pool
 (``benchmarks/real_models.py scores``: 4 ImageNet backbones + 4 random-init twins + 19 zoo models at their
-penultimate layer, linear-probe accuracy as primary truth: the real backbones were not fine-tuned). A real
+penultimate layer, linear-probe accuracy as primary truth: the real backbones were not fine-tuned) and, when
+``benchmarks/results/real/suite/`` exists, by suite targets scored on the real pool (8 real candidates + the
+suite's 8 zoo models, their probe accuracy from the suite's one-seed ground truth). A real
 target keeps the cross-validation group of its base data set (``zoo.suite.group_of``), so ``real:digits`` is
 held out together with the suite's digits targets. The rule families, the nested grouped leave-one-group-out
 and the bootstrap are those of ``transferlens bench scores --suite`` (:func:`transferlens.zoo.selection.select_default`),
@@ -50,6 +52,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--suite-bench", type=Path, default=HERE / "results" / "zoo-suite" / "bench_scores.json")
     ap.add_argument("--real-out", type=Path, default=REAL)
+    ap.add_argument("--suite-real", type=Path, default=REAL / "suite",
+                    help="real-pool ground truth and scores of suite targets (zoo candidates from the suite's ground truth)")
     ap.add_argument("--out", type=Path, default=REAL / "selection_with_real.json")
     a = ap.parse_args()
     from transferlens.ranking import COMBINED_AGGREGATOR, COMBINED_SCORES
@@ -60,6 +64,11 @@ def main() -> None:
     targets = sorted(json.loads((a.real_out / "scores.json").read_text()))
     zoo_gt = {"photos": a.real_out / "zoo" / "ground_truth.json", "*": HERE / "results" / "zoo" / "ground_truth.json"}
     real, real_scores = real_entries(a.real_out, targets, zoo_gt, a.real_out / "ground_truth.json")
+    if (a.suite_real / "scores.json").exists():  # suite targets on the real pool: 8 real + the suite's 8 zoo models
+        more = sorted(json.loads((a.suite_real / "scores.json").read_text()))
+        extra, _ = real_entries(a.suite_real, more, {"*": a.suite_bench.parent / "ground_truth.json"},
+                                a.suite_real / "ground_truth.json")
+        real.update(extra)
     scores = [s for s in suite["scores"] if s in real_scores]
     union = {"scores": scores, "targets": {**{t: suite["targets"][t] for t in suite["selection"]["targets"]}, **real}}
     fixed = {f"{COMBINED_AGGREGATOR}({', '.join(COMBINED_SCORES)}) (rank's default now)": (COMBINED_AGGREGATOR, tuple(COMBINED_SCORES))}
