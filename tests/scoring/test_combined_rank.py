@@ -44,3 +44,17 @@ def test_without_any_combined_score_every_score_counts_by_mean_rank(monkeypatch)
     assert ranking.combined_method(["leep", "nce", "sfda"]) == "mean rank"
     assert combined_word({"combined": {"method": "mean rank (Borda) over scores"}}) == "mean rank"
     assert combined_word({"combined": {"method": "median rank over scores"}}) == "median rank"
+
+
+def test_trimmed_mean_rank_drops_the_best_and_the_worst(monkeypatch):
+    names = ["logme", "leep", "ncti", "knn_accuracy"]  # all higher-is-better
+    monkeypatch.setattr(ranking, "COMBINED_SCORES", tuple(names))
+    monkeypatch.setattr(ranking, "COMBINED_AGGREGATOR", "trimmed")
+    rows = _rows(dict(zip(names, ([3.0, 2.0, 1.0], [3.0, 2.0, 1.0], [1.0, 2.0, 3.0], [3.0, 1.0, 2.0]))))
+    ranking._add_ranks(rows, names)
+    # ranks m0: 1, 1, 3, 1 -> drop a 1 and the 3 -> 1; m1: 2, 2, 2, 3 -> 2; m2: 3, 3, 1, 2 -> mean(2, 3) = 2.5
+    assert [r["combined_rank"] for r in rows] == pytest.approx([1.0, 2.0, 2.5])
+    assert ranking.combined_method(names) == "trimmed mean rank"
+    rows = _rows(dict(zip(names, ([2.0, 1.0], [1.0, 2.0], [np.nan, np.nan], [np.nan, np.nan]))))
+    ranking._add_ranks(rows, names)  # two ranks left: their mean
+    assert [r["combined_rank"] for r in rows] == pytest.approx([1.5, 1.5])

@@ -104,27 +104,28 @@ def test_a_combination_ships_only_when_it_wins_held_out():
 
 
 def test_rank_default_is_what_the_committed_suite_selection_chose():
-    """ranking.COMBINED_SCORES / COMBINED_AGGREGATOR must be the default of benchmarks/results/zoo-suite/bench_scores.json's nested
-    selection; re-running `transferlens bench scores --suite` with another result must update both."""
+    """ranking.COMBINED_SCORES / COMBINED_AGGREGATOR must be the default of the committed nested selection over the
+    suite + the real pool (benchmarks/results/real/selection_with_real.json, made by benchmarks/real_selection.py from
+    benchmarks/results/zoo-suite/bench_scores.json and the real-pool tables); re-running either with another result
+    must update both."""
     import json
     from pathlib import Path
 
     from transferlens.ranking import COMBINED_AGGREGATOR, COMBINED_SCORES, DEFAULT_SCORES
     from transferlens.zoo.bench import NOT_COMBINABLE
 
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "zoo-suite" / "bench_scores.json"
-    committed = json.loads(path.read_text())
-    d = committed["selection"]["default"]
+    root = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+    union = json.loads((root / "real" / "selection_with_real.json").read_text())
+    sel = union["selection"]
+    d = sel["default"]
     assert d["aggregator"] == COMBINED_AGGREGATOR and tuple(d["scores"]) == COMBINED_SCORES
     assert set(COMBINED_SCORES) <= set(DEFAULT_SCORES) and not set(COMBINED_SCORES) & set(NOT_COMBINABLE)
-    # re-derived from the committed per-target metrics: a single score ships only as the best mean wτ over all targets
-    if len(COMBINED_SCORES) == 1:
-        sel = committed["selection"]
-        means = {s: np.nanmean([committed["targets"][t]["metrics"][s]["primary"]["weighted_tau"] for t in sel["targets"]]) for s in sel["scores"]}
-        assert max(means, key=means.get) == COMBINED_SCORES[0]
+    if len(COMBINED_SCORES) == 1:  # a single score ships only when no procedure with combinations beat it held out
         assert sel["procedures"]["nested"]["weighted_tau"]["mean"] <= sel["procedures"]["single"]["weighted_tau"]["mean"]
     else:  # a combination ships only when the nested procedure beat the single-score procedure held out
-        sel = committed["selection"]
         assert sel["procedures"]["nested"]["weighted_tau"]["mean"] > sel["procedures"]["single"]["weighted_tau"]["mean"]
         assert d["name"] == f"{COMBINED_AGGREGATOR}({', '.join(COMBINED_SCORES)})"
-    assert len(committed["selection"]["targets"]) >= 36 and len(set(committed["selection"]["groups"])) >= 7
+    # the union holds the whole committed suite and real-pool targets of >= 7 base data sets
+    suite = json.loads((root / "zoo-suite" / "bench_scores.json").read_text())["selection"]
+    assert set(suite["targets"]) <= set(sel["targets"]) and len(suite["targets"]) >= 36
+    assert sum(t.startswith("real:") for t in sel["targets"]) >= 8 and len(set(sel["groups"])) >= 7
