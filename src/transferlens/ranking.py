@@ -267,9 +267,9 @@ def rank_models(models: list[str], data: str, *, scores: list[str] | None = None
 
 
 def _add_ranks(rows: list[dict], names: list[str]) -> list[str]:
-    """Per-score ranks (1 = best) among the models that have the score, and the combined rank: the
-    ``COMBINED_AGGREGATOR`` (median) of the ranks over ``COMBINED_SCORES``, or the mean rank over every score when
-    no model has one of those; returns the scores combined."""
+    """Per-score ranks (1 = best) among the models that have the score, and the combined rank: the ranks over
+    ``COMBINED_SCORES`` aggregated by ``COMBINED_AGGREGATOR`` (a model's missing scores are left out), or the mean
+    rank over every score when no model has one of those; returns the scores combined."""
     for name in names:
         have = [r for r in rows if name in r["scores"] and np.isfinite(r["scores"][name])]
         if not have:

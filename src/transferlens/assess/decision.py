@@ -194,7 +194,7 @@ def _budget_sentence(budget: dict | None, model: str) -> str | None:
     else:
         text += (f" That differs from the frozen-feature pick, {model}: to fine-tune the whole network, {best} measured best; "
                  f"to use frozen features, {model} (a short budget is a noisy measurement: on the benchmark suite small "
-                 "budgets did not rank better than LogME alone, docs/validity.md).")
+                 "budgets did not rank better than the zero-budget scores, docs/validity.md).")
     if budget.get("stopped_by_budget"):
         text += " The budget cut the last round short; a longer budget would measure more."
     return text

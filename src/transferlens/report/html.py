@@ -348,7 +348,7 @@ def _budget(run: dict) -> str:
     out.append(f'<div class="scroll"><table id="budget-table"><thead><tr><th class="text">model</th>{head}<th>steps</th>'
                f'</tr></thead><tbody>{rows}</tbody></table></div>')
     out.append('<p class="muted">A short budget is a noisy measurement: on the benchmark suite, budgets of 0.25-2 CPU-minutes '
-               "ranked worse than LogME alone (docs/validity.md). The recommendation above stays the frozen-feature one.</p>")
+               "ranked worse than the zero-budget scores (docs/validity.md). The recommendation above stays the frozen-feature one.</p>")
     return "".join(out) + "</section>"
 
 
