@@ -116,3 +116,16 @@ def test_geometry_report_on_the_gpu():
 
     rec = geometry_report(MODEL, DATA, "global_pool", gc_samples=8, gc_probes=2, n_episodes=5, device="cuda")
     assert rec["device"].startswith("cuda") and math.isfinite(rec["layers"][0]["gc"])
+
+
+def test_budget_trainer_runs_on_the_gpu_and_agrees_with_cpu_at_step_zero():
+    """assess/rank --budget: the model and the tensors go to the device; before any step both devices give the same
+    validation accuracy (same new head, same weights), and training steps run there."""
+    from transferlens.budget import torch_trainers
+
+    cpu = torch_trainers(TRAIN, seed=0, device="cpu")(FT_MODEL)
+    gpu = torch_trainers(TRAIN, seed=0, device="cuda")(FT_MODEL)
+    assert next(gpu.module.parameters()).is_cuda and gpu.x_train.is_cuda and gpu.y_val.is_cuda
+    assert abs(cpu.evaluate() - gpu.evaluate()) <= 1.0 / len(cpu.y_val) + 1e-9  # at most one borderline sample
+    gpu.train(3, subset=32)
+    assert gpu.steps_done == 3 and all(torch.isfinite(p).all() for p in gpu.module.parameters())
