@@ -121,6 +121,22 @@ def test_changed_inputs_recompute_only_what_changed(tiny_run, spec, tmp_path, mo
     assert all(st[f"probe:{m}"] == "cached" for m in tiny_run["assess"]["shortlist"])
 
 
+def test_a_new_combination_rule_recomputes_the_rank(tiny_run, spec, tmp_path, monkeypatch):
+    """rank's default rule is an input of the rank stage: a record made under another default is not reused (it
+    would name the old rule and order the shortlist by it)."""
+    import transferlens.ranking as ranking
+
+    monkeypatch.setattr(ranking, "COMBINED_SCORES", ("logme",))
+    monkeypatch.setattr(ranking, "COMBINED_AGGREGATOR", "mean")
+    run = _rerun(spec, _copy(tiny_run, tmp_path), finetune=False)
+    st = _statuses(run)
+    stage = next(s for s in run["assess"]["stages"] if s["name"] == "rank")
+    rank = read_record(Path(run["dir"]) / stage["record"], "assess-stage")["result"]
+    assert st["rank"] == "ok" and rank["combined"]["scores"] == ["logme"]
+    logme = {r["model"]: r["scores"]["logme"] for r in rank["models"] if "logme" in r.get("scores", {})}
+    assert rank["ranking"][: len(logme)] == sorted(logme, key=logme.get, reverse=True)
+
+
 def test_finetune_stage_runs_the_loop_for_the_winner(tiny_run, spec, tmp_path, monkeypatch):
     seen = []
 

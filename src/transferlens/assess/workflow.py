@@ -250,8 +250,11 @@ def _assess(models: list[str] | None, data: str | None, out: str | Path, *, test
         rec["agreement"] = score_agreement(rec)
         return rec
 
+    from .. import ranking  # the combination rule is an input: a record made under another default is stale
+
     rank_o = runner.run("rank", {"models": [_identity(mres, m) for m in cfg.models], "train": train_id, "scores": cfg.scores,
-                                 "seed": cfg.seed}, do_rank)
+                                 "seed": cfg.seed, "combined": [ranking.COMBINED_AGGREGATOR, list(ranking.COMBINED_SCORES)]},
+                        do_rank)
     records["rank"] = rel(rank_o)
     rank = rank_o.result if rank_o.ok else None
     shortlist = list((rank or {}).get("ranking") or [])[: cfg.top_k]
