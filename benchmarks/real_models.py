@@ -358,7 +358,7 @@ def run_summary(args: argparse.Namespace) -> None:
              "### Text encoders, every hidden state", "", "Linear-probe accuracy % per hidden state (mean over seeds).", "",
              text_tables(text),
              "### Tunnel", "", tunnel_summary(entries), "", "### Scores vs measured accuracy", "", scores_across_targets(args.out), "",
-             "Five few-shot suite targets on the real pool (8 real candidates + the suite's 8 zoo models; `--out "
+             "Suite targets on the real pool (8 real candidates + the suite's 8 zoo models; `--out "
              "benchmarks/results/real/suite`):", "", scores_across_targets(args.out / "suite"), "", scores_table(args.out), "",
              "### Fine-tuning", "", finetune_table(args.out), "",
              "### Geometry", "", geometry_table(args.out, entries), ""]
