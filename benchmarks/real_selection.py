@@ -5,7 +5,10 @@ fine-tuning as primary truth) is joined by the 8 built-in image targets scored o
 (``benchmarks/real_models.py scores``: 4 ImageNet backbones + 4 random-init twins + 19 zoo models at their
 penultimate layer, linear-probe accuracy as primary truth: the real backbones were not fine-tuned) and, when
 ``benchmarks/results/real/suite/`` exists, by suite targets scored on the real pool (8 real candidates + the
-suite's 8 zoo models, their probe accuracy from the suite's one-seed ground truth). A real
+suite's 8 zoo models, their probe accuracy from the suite's one-seed ground truth), and by the text targets
+scored on the real text pool when their bench tables exist (``benchmarks/results/real/text/bench/``,
+``benchmarks/results/real/suite/text/bench/``: every hidden state of all-MiniLM-L6-v2 and all-mpnet-base-v2 as
+candidates, linear-probe accuracy as truth, like the suite's text targets). A real
 target keeps the cross-validation group of its base data set (``zoo.suite.group_of``), so ``real:digits`` is
 held out together with the suite's digits targets. The rule families, the nested grouped leave-one-group-out
 and the bootstrap are those of ``transferlens bench scores --suite`` (:func:`transferlens.zoo.selection.select_default`),
@@ -48,12 +51,28 @@ def real_entries(real_out: Path, targets: list[str], zoo_gt: dict[str, Path], re
     return out, scores
 
 
+def text_entries(paths: list[Path], scores: list[str]) -> dict:
+    """Entries ``real:<target>`` from ``transferlens bench scores`` tables of the real text pool (layer candidates)."""
+    out = {}
+    for path in paths:
+        if not path.exists():
+            continue
+        for target, e in json.loads(path.read_text())["targets"].items():
+            out[f"real:{target}"] = {"group": e["group"], "kind": "real-pool-text", "candidates": e["candidates"],
+                                     "scores": {s: e["scores"][s] for s in scores},
+                                     "truth": {"primary": e["truth"]["probe"], "probe": e["truth"]["probe"]}}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--suite-bench", type=Path, default=HERE / "results" / "zoo-suite" / "bench_scores.json")
     ap.add_argument("--real-out", type=Path, default=REAL)
     ap.add_argument("--suite-real", type=Path, default=REAL / "suite",
                     help="real-pool ground truth and scores of suite targets (zoo candidates from the suite's ground truth)")
+    ap.add_argument("--text-bench", type=Path, nargs="*",
+                    default=[REAL / "text" / "bench" / "bench_scores.json", REAL / "suite" / "text" / "bench" / "bench_scores.json"],
+                    help="bench tables of text targets on the real text pool (left out when absent)")
     ap.add_argument("--out", type=Path, default=REAL / "selection_with_real.json")
     a = ap.parse_args()
     from transferlens.ranking import COMBINED_AGGREGATOR, COMBINED_SCORES
@@ -69,6 +88,7 @@ def main() -> None:
         extra, _ = real_entries(a.suite_real, more, {"*": a.suite_bench.parent / "ground_truth.json"},
                                 a.suite_real / "ground_truth.json")
         real.update(extra)
+    real.update(text_entries(a.text_bench, real_scores))
     scores = [s for s in suite["scores"] if s in real_scores]
     union = {"scores": scores, "targets": {**{t: suite["targets"][t] for t in suite["selection"]["targets"]}, **real}}
     fixed = {f"{COMBINED_AGGREGATOR}({', '.join(COMBINED_SCORES)}) (rank's default now)": (COMBINED_AGGREGATOR, tuple(COMBINED_SCORES))}
