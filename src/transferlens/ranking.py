@@ -13,9 +13,10 @@ what the nested grouped leave-one-group-out selection chose over the 42-target s
 ``benchmarks/results/real/selection_with_real.md``, docs/validity.md): **the mean rank of LogME and kNN
 accuracy**. Held out over the 77 targets the nested procedure scores mean weighted τ 0.66 [0.60, 0.71] against
 0.62 [0.56, 0.68] for the best single score (LogME or kNN accuracy, fold by fold); the rule fixed in advance
-ships the combination when the nested procedure is ahead (with the 7 text targets also scored on the real text
-pool, 84 targets: nested 0.64 [0.58, 0.69] vs single 0.62, same pick). The difference is small (paired, target by target,
-nested − single +0.04 [0.01, 0.06], an optimistic interval: targets of one group are correlated); see docs/validity.md for what it does and does not say. A test keeps
+ships the combination when the nested procedure is ahead (with the 7 text targets also scored on the real
+text pool, 84 targets: nested 0.64 [0.58, 0.69] vs single 0.62, same pick). The difference is small (paired,
+target by target, nested − single +0.04 [0.01, 0.06], an optimistic interval: targets of one group are
+correlated); docs/validity.md says what it does and does not mean. A test keeps
 ``COMBINED_SCORES`` / ``COMBINED_AGGREGATOR`` equal to the committed selection. A model lacking one of the
 combined scores is ranked on the others; when no candidate has any of them, the mean rank over every computed
 score counts.
